@@ -1,0 +1,163 @@
+/**
+ * The one HTTP wrapper every function goes through: CORS (with preflight), method check, body size limit,
+ * JSON parsing and schema validation, a request id, and the mapping of every thrown error to
+ * `{ "error": { "code", "message" } }`. Handlers never build error responses themselves.
+ */
+import { z } from "./deps.ts";
+import { AppError } from "./errors.ts";
+import { log } from "./log.ts";
+
+export const maxBodyBytes = 64 * 1024;
+
+const corsHeaders = {
+  "access-control-allow-origin": "*",
+  "access-control-allow-headers": "authorization, x-client-info, apikey, content-type, idempotency-key",
+  "access-control-expose-headers": "x-request-id",
+  "access-control-max-age": "86400",
+};
+
+export type HttpMethod = "GET" | "POST" | "DELETE";
+
+export interface RequestContext {
+  readonly request: Request;
+  readonly requestId: string;
+  readonly url: URL;
+}
+
+export interface FunctionDefinition {
+  /** Function name, used in log lines. */
+  readonly name: string;
+  readonly methods: readonly HttpMethod[];
+  readonly handle: (ctx: RequestContext) => Promise<Response>;
+}
+
+/** A Deno/edge-runtime module default export: `export default defineFunction(...)`. */
+export interface EdgeFunction {
+  fetch(request: Request): Promise<Response>;
+}
+
+export function json(body: unknown, status = 200, headers: HeadersInit = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+  });
+}
+
+export function errorResponse(error: AppError): Response {
+  const body: Record<string, unknown> = { code: error.code, message: error.message };
+  if (error.details) Object.assign(body, error.details);
+  return json({ error: body }, error.status);
+}
+
+/** Reads the body as text, refusing bodies over `maxBodyBytes` without buffering them whole. */
+export async function readBodyText(request: Request, limit = maxBodyBytes): Promise<string> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > limit) throw new AppError("payload_too_large", `Request body exceeds ${limit} bytes`);
+  if (!request.body) return "";
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      throw new AppError("payload_too_large", `Request body exceeds ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch (cause) {
+    throw new AppError("invalid_json", "Request body is not valid UTF-8", { cause });
+  }
+}
+
+/** Parses a JSON body and validates it; unknown fields are refused by the schemas themselves (strict objects). */
+export async function readJson<T extends z.ZodType>(request: Request, schema: T): Promise<z.output<T>> {
+  const contentType = request.headers.get("content-type") ?? "";
+  if (contentType && !/^application\/json\b/i.test(contentType)) {
+    throw new AppError("unsupported_media_type", "Content-Type must be application/json");
+  }
+  const text = await readBodyText(request);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (cause) {
+    throw new AppError("invalid_json", "Request body is not valid JSON", { cause });
+  }
+  return validate(schema, parsed);
+}
+
+export function validate<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const field = issue?.path.join(".") ?? "";
+    throw new AppError(
+      "invalid_request",
+      field ? `Invalid field '${field}': ${issue?.message}` : "Invalid request",
+      {
+        details: { field: field || null },
+      },
+    );
+  }
+  return result.data;
+}
+
+export function defineFunction(definition: FunctionDefinition): EdgeFunction {
+  return {
+    async fetch(request: Request): Promise<Response> {
+      const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
+      const started = performance.now();
+      let response: Response;
+      try {
+        if (request.method === "OPTIONS") {
+          response = new Response(null, {
+            status: 204,
+            headers: { "access-control-allow-methods": [...definition.methods, "OPTIONS"].join(", ") },
+          });
+        } else if (!(definition.methods as readonly string[]).includes(request.method)) {
+          throw new AppError("method_not_allowed", `Method ${request.method} is not allowed`);
+        } else {
+          response = await definition.handle({ request, requestId, url: new URL(request.url) });
+        }
+      } catch (error) {
+        if (error instanceof AppError) {
+          response = errorResponse(error);
+          if (error.status >= 500) log("error", "request_failed", { fn: definition.name, requestId, error });
+        } else {
+          log("error", "request_crashed", { fn: definition.name, requestId, error });
+          response = errorResponse(new AppError("internal", "Internal error"));
+        }
+      }
+      const headers = new Headers(response.headers);
+      for (const [key, value] of Object.entries(corsHeaders)) headers.set(key, value);
+      headers.set("x-request-id", requestId);
+      log("info", "request", {
+        fn: definition.name,
+        requestId,
+        method: request.method,
+        status: response.status,
+        ms: Math.round(performance.now() - started),
+      });
+      return new Response(response.body, { status: response.status, headers });
+    },
+  };
+}
+
+/** Placeholder for functions whose issue has not landed yet: answers 501 `not_implemented`. */
+export function notImplemented(name: string, methods: readonly HttpMethod[] = ["POST"]): EdgeFunction {
+  return defineFunction({
+    name,
+    methods,
+    handle: () => Promise.reject(new AppError("not_implemented", `${name} is not implemented yet`)),
+  });
+}

@@ -1,0 +1,3 @@
+import { notImplemented } from "../../../shared/http.ts";
+
+export default notImplemented("identity-verification", ["GET", "POST"]);

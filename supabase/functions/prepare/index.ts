@@ -1,0 +1,3 @@
+import { notImplemented } from "../../../shared/http.ts";
+
+export default notImplemented("prepare", ["POST"]);

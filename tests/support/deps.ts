@@ -1,0 +1,3 @@
+// Test-only third-party packages, pinned exactly (runtime packages live in shared/deps.ts).
+export { Webhook as StandardWebhook } from "npm:standardwebhooks@1.1.1";
+export * as jose from "npm:jose@6.2.18";

@@ -1,0 +1,148 @@
+/**
+ * Every function loads the way `supabase functions deploy` bundles it: its own deno.json (the root one is
+ * never read at deploy), relative `.ts` imports that stay inside the project root, npm specifiers pinned in
+ * shared/deps.ts only, and a module graph the CLI's import walker (a regex over import/export specifiers
+ * with a file extension) reaches completely.
+ */
+import assert from "node:assert/strict";
+import { parseToml } from "./support/deps.ts";
+
+const repoRoot = new URL("../", import.meta.url);
+const functionsDir = new URL("supabase/functions/", repoRoot);
+const depsModule = new URL("shared/deps.ts", repoRoot).href;
+const expectedFunctions = [
+  "billing-key",
+  "cancel",
+  "confirm",
+  "identity-verification",
+  "prepare",
+  "reconcile",
+  "webhook",
+];
+/** Functions PortOne or a scheduler call without a Supabase user JWT; they authenticate themselves. */
+const withoutGatewayJwt = new Set(["webhook", "reconcile"]);
+
+interface FunctionConfig {
+  verify_jwt?: unknown;
+  import_map?: unknown;
+  entrypoint?: unknown;
+}
+
+async function run(args: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: repoRoot,
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  return {
+    ok: out.success,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+/** The CLI's walker: import/export/dynamic-import specifiers that are relative or absolute and have an extension. */
+async function walkLikeTheBundler(entry: URL): Promise<Set<string>> {
+  const seen = new Set<string>();
+  const pending = [entry];
+  const pattern =
+    /(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\s*\(\s*['"]([^'"]+)['"]\s*\)|import\s+['"]([^'"]+)['"]/g;
+  while (pending.length) {
+    const url = pending.pop()!;
+    if (seen.has(url.href)) continue;
+    seen.add(url.href);
+    const text = await Deno.readTextFile(url);
+    for (const match of text.matchAll(pattern)) {
+      const specifier = match[1] ?? match[2] ?? match[3] ?? "";
+      if (/^(\.\.?\/|\/)/.test(specifier) && /\.[a-z]+$/i.test(specifier)) {
+        pending.push(new URL(specifier, url));
+      }
+    }
+  }
+  return seen;
+}
+
+const config = parseToml(await Deno.readTextFile(new URL("supabase/config.toml", repoRoot))) as {
+  functions?: Record<string, FunctionConfig>;
+};
+
+Deno.test("supabase/functions holds exactly the seven functions, each configured in config.toml", async () => {
+  const dirs = [];
+  for await (const entry of Deno.readDir(functionsDir)) if (entry.isDirectory) dirs.push(entry.name);
+  assert.deepEqual(dirs.sort(), expectedFunctions);
+  assert.deepEqual(Object.keys(config.functions ?? {}).sort(), expectedFunctions);
+});
+
+for (const name of expectedFunctions) {
+  Deno.test(`${name}: bundles and type-checks as deployed`, async (t) => {
+    const block = config.functions?.[name] ?? {};
+    const entry = new URL(`${name}/index.ts`, functionsDir);
+    const importMap = new URL(`${name}/deno.json`, functionsDir);
+
+    await t.step("config.toml states verify_jwt, entrypoint and import_map", () => {
+      assert.equal(block.verify_jwt, !withoutGatewayJwt.has(name));
+      assert.equal(block.entrypoint, `./functions/${name}/index.ts`);
+      assert.equal(block.import_map, `./functions/${name}/deno.json`);
+      Deno.statSync(entry);
+      Deno.statSync(importMap);
+    });
+
+    const info = await run(["info", "--json", "--no-lock", "--config", importMap.pathname, entry.pathname]);
+    assert.ok(info.ok, info.stderr);
+    const graph = JSON.parse(info.stdout) as {
+      modules: { specifier: string; kind?: string; dependencies?: { specifier: string }[] }[];
+    };
+
+    await t.step("local modules stay inside the project root and outside tests/", () => {
+      const local = graph.modules.filter((m) => m.specifier.startsWith("file:"));
+      assert.ok(local.length >= 2, "expected the entrypoint and shared modules");
+      for (const module of local) {
+        assert.ok(module.specifier.startsWith(repoRoot.href), `${module.specifier} is outside the project`);
+        assert.ok(
+          !module.specifier.startsWith(new URL("tests/", repoRoot).href),
+          `${module.specifier} is test code`,
+        );
+      }
+    });
+
+    await t.step("only shared/deps.ts names packages, all as pinned npm: specifiers", () => {
+      for (const module of graph.modules) {
+        for (const dependency of module.dependencies ?? []) {
+          const specifier = dependency.specifier;
+          if (specifier.startsWith(".") || specifier.startsWith("/")) continue;
+          if (specifier.startsWith("node:")) continue;
+          assert.equal(module.specifier, depsModule, `${module.specifier} imports ${specifier}`);
+          assert.match(specifier, /^npm:(@[a-z0-9-]+\/)?[a-z0-9.-]+@\d+\.\d+\.\d+(\/[A-Za-z/]+)?$/);
+        }
+      }
+    });
+
+    await t.step("the bundler's import walker reaches every module deno resolves", async () => {
+      const resolved = new Set(
+        graph.modules.filter((m) => m.specifier.startsWith("file:")).map((m) => m.specifier),
+      );
+      const walked = await walkLikeTheBundler(entry);
+      assert.deepEqual([...walked].sort(), [...resolved].sort());
+    });
+
+    await t.step("type-checks under its own deno.json", async () => {
+      const check = await run(["check", "--no-lock", "--config", importMap.pathname, entry.pathname]);
+      assert.ok(check.ok, check.stderr);
+    });
+
+    await t.step("default-exports a fetch handler and answers CORS preflight", async () => {
+      const module = await import(entry.href) as {
+        default?: { fetch?: (request: Request) => Promise<Response> };
+      };
+      assert.equal(typeof module.default?.fetch, "function");
+      const response = await module.default!.fetch!(
+        new Request(`http://localhost/functions/v1/${name}`, { method: "OPTIONS" }),
+      );
+      assert.equal(response.status, 204);
+      assert.equal(response.headers.get("access-control-allow-origin"), "*");
+      await response.body?.cancel();
+    });
+  });
+}

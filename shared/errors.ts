@@ -11,8 +11,18 @@ export const errorStatus = {
   method_not_allowed: 405,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  idempotency_key_reused: 422,
+  request_in_progress: 409,
+  order_not_payable: 409,
+  payment_mismatch: 409,
+  payment_not_confirmable: 409,
   internal: 500,
+  misconfigured: 500,
   not_implemented: 501,
+  portone_error: 502,
+  portone_unavailable: 503,
+  auth_unavailable: 503,
+  database_unavailable: 503,
 } as const satisfies Record<string, number>;
 
 export type ErrorCode = keyof typeof errorStatus;

@@ -19,7 +19,7 @@ create table public.products (
 comment on table public.products is 'Server-side price list. Amounts are integer minor units of currency (KRW: whole won).';
 
 alter table public.products enable row level security;
-revoke all on table public.products from anon, authenticated;
+revoke all on table public.products from anon, authenticated, service_role;
 grant select on table public.products to anon, authenticated;
 grant select, insert, update, delete on table public.products to service_role;
 
@@ -48,7 +48,7 @@ comment on column public.orders.status is 'pending until a payment is verified a
 create index orders_user_id_idx on public.orders (user_id);
 
 alter table public.orders enable row level security;
-revoke all on table public.orders from anon, authenticated;
+revoke all on table public.orders from anon, authenticated, service_role;
 grant select on table public.orders to authenticated;
 grant select, insert, update, delete on table public.orders to service_role;
 
@@ -71,7 +71,7 @@ comment on table public.order_items is 'Order lines, priced from products at ord
 create index order_items_product_id_idx on public.order_items (product_id);
 
 alter table public.order_items enable row level security;
-revoke all on table public.order_items from anon, authenticated;
+revoke all on table public.order_items from anon, authenticated, service_role;
 grant select on table public.order_items to authenticated;
 grant select, insert, update, delete on table public.order_items to service_role;
 

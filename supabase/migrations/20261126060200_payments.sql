@@ -36,6 +36,8 @@ create table public.payments (
   virtual_account_holder text,
   virtual_account_expires_at timestamptz,
   failure_reason text,
+  -- set once PortOne accepted the pre-registration; a prepare retry re-sends it while null
+  pre_registered_at timestamptz,
   -- set when PortOne's payment disagrees with our order (amount, currency, store, channel, name)
   mismatch_reason text,
   requested_at timestamptz not null default now(),
@@ -60,7 +62,7 @@ create index payments_user_id_idx on public.payments (user_id);
 create index payments_status_idx on public.payments (status) where status in ('READY', 'PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED');
 
 alter table public.payments enable row level security;
-revoke all on table public.payments from anon, authenticated;
+revoke all on table public.payments from anon, authenticated, service_role;
 grant select on table public.payments to authenticated;
 -- no delete for anyone: a payment is a money record and is kept for good
 grant select, insert, update on table public.payments to service_role;
@@ -69,6 +71,10 @@ create policy "Users can read their own payments"
 on public.payments for select
 to authenticated
 using ((select auth.uid()) = user_id);
+
+-- The payment that paid an order (at most one; a second payment for a paid order is flagged instead).
+alter table public.orders add column paid_payment_id text references public.payments (id) on delete restrict;
+create unique index orders_paid_payment_id_key on public.orders (paid_payment_id) where paid_payment_id is not null;
 
 -- The status machine. Same-status updates are allowed (a fresher snapshot of the same state, e.g. a
 -- second partial cancel). FAILED may be followed by a later success because PortOne lets a customer
@@ -93,6 +99,7 @@ begin
   if new.id <> old.id or new.order_id <> old.order_id or new.user_id <> old.user_id
     or new.total_amount <> old.total_amount or new.tax_free_amount <> old.tax_free_amount
     or new.currency <> old.currency or new.store_id <> old.store_id
+    or new.billing_key_id is distinct from old.billing_key_id
   then
     raise exception 'a payment''s identity, order and requested amount never change' using errcode = 'P0001';
   end if;
@@ -112,6 +119,59 @@ $$;
 create trigger payments_enforce_rules
 before update on public.payments
 for each row execute function private.enforce_payment_rules();
+
+-- A payment attempt asks for exactly what its order costs, on behalf of the order's owner.
+create or replace function private.check_payment_matches_order()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  target public.orders;
+begin
+  select * into target from public.orders where id = new.order_id;
+  if target.user_id <> new.user_id or target.total_amount <> new.total_amount
+    or target.tax_free_amount <> new.tax_free_amount or target.currency <> new.currency
+  then
+    raise exception 'a payment must match its order''s owner, amounts and currency' using errcode = 'P0001';
+  end if;
+  return new;
+end;
+$$;
+
+create trigger payments_match_order
+before insert on public.payments
+for each row execute function private.check_payment_matches_order();
+
+-- Orders follow their paying payment forward only: pending → paid → partial_cancelled → cancelled (an
+-- order can also go straight from pending to any later state when a snapshot arrives late).
+create or replace function private.enforce_order_rules()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.status <> old.status and not (
+    (old.status = 'pending' and new.status in ('paid', 'partial_cancelled', 'cancelled'))
+    or (old.status = 'paid' and new.status in ('partial_cancelled', 'cancelled'))
+    or (old.status = 'partial_cancelled' and new.status = 'cancelled')
+  ) then
+    raise exception 'illegal order status transition % -> %', old.status, new.status using errcode = 'P0001';
+  end if;
+  if new.user_id <> old.user_id or new.total_amount <> old.total_amount
+    or new.tax_free_amount <> old.tax_free_amount or new.currency <> old.currency
+    or (old.paid_payment_id is not null and new.paid_payment_id is distinct from old.paid_payment_id)
+  then
+    raise exception 'an order''s owner, amounts and paying payment never change' using errcode = 'P0001';
+  end if;
+  new.updated_at := now();
+  return new;
+end;
+$$;
+
+create trigger orders_enforce_rules
+before update on public.orders
+for each row execute function private.enforce_order_rules();
 
 -- payment_cancellations ------------------------------------------------------------------------------
 create table public.payment_cancellations (
@@ -140,7 +200,7 @@ comment on table public.payment_cancellations is
 create index payment_cancellations_payment_id_idx on public.payment_cancellations (payment_id);
 
 alter table public.payment_cancellations enable row level security;
-revoke all on table public.payment_cancellations from anon, authenticated;
+revoke all on table public.payment_cancellations from anon, authenticated, service_role;
 grant select on table public.payment_cancellations to authenticated;
 grant select, insert, update on table public.payment_cancellations to service_role;
 
@@ -164,7 +224,7 @@ begin
     raise exception 'a settled cancellation never changes status (% -> %)', old.status, new.status
       using errcode = 'P0001';
   end if;
-  if new.amount <> old.amount or new.payment_id <> old.payment_id
+  if new.amount <> old.amount or new.tax_free_amount <> old.tax_free_amount or new.payment_id <> old.payment_id
     or new.idempotency_key is distinct from old.idempotency_key
   then
     raise exception 'a cancellation''s payment, amount and idempotency key never change' using errcode = 'P0001';
@@ -194,8 +254,10 @@ comment on table public.payment_events is 'Append-only audit trail of every paym
 create index payment_events_payment_id_idx on public.payment_events (payment_id, id);
 
 alter table public.payment_events enable row level security;
-revoke all on table public.payment_events from anon, authenticated;
+revoke all on table public.payment_events from anon, authenticated, service_role;
 grant select, insert on table public.payment_events to service_role;
+-- identity columns need no sequence privileges; close the sequence to API roles in case defaults granted it
+revoke all on sequence public.payment_events_id_seq from anon, authenticated, service_role;
 
 create or replace function private.refuse_change()
 returns trigger
@@ -210,3 +272,7 @@ $$;
 create trigger payment_events_append_only
 before update or delete on public.payment_events
 for each row execute function private.refuse_change();
+
+create trigger payment_events_no_truncate
+before truncate on public.payment_events
+for each statement execute function private.refuse_change();

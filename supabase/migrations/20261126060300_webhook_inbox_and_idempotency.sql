@@ -32,8 +32,9 @@ create index webhook_logs_unfinished_idx on public.webhook_logs (status, lease_e
   where status in ('received', 'processing', 'failed');
 
 alter table public.webhook_logs enable row level security;
-revoke all on table public.webhook_logs from anon, authenticated;
+revoke all on table public.webhook_logs from anon, authenticated, service_role;
 grant select, insert, update, delete on table public.webhook_logs to service_role;
+revoke all on sequence public.webhook_logs_id_seq from anon, authenticated, service_role;
 
 create table public.idempotency_keys (
   id bigint generated always as identity primary key,
@@ -58,5 +59,6 @@ comment on table public.idempotency_keys is
 create index idempotency_keys_expires_at_idx on public.idempotency_keys (expires_at);
 
 alter table public.idempotency_keys enable row level security;
-revoke all on table public.idempotency_keys from anon, authenticated;
+revoke all on table public.idempotency_keys from anon, authenticated, service_role;
 grant select, insert, update, delete on table public.idempotency_keys to service_role;
+revoke all on sequence public.idempotency_keys_id_seq from anon, authenticated, service_role;

@@ -15,7 +15,8 @@ create table public.billing_keys (
   card_issuer text,
   card_brand text,
   card_type text,
-  card_number_masked text check (card_number_masked !~ '[0-9]{7,}'),
+  -- separators are ignored, so '4111-1111-1111-1111' is refused as well
+  card_number_masked text check (regexp_replace(card_number_masked, '[^0-9*]', '', 'g') !~ '[0-9]{7,}'),
   card_name text,
   issued_at timestamptz,
   deleted_at timestamptz,
@@ -29,7 +30,7 @@ comment on table public.billing_keys is
 create index billing_keys_user_id_idx on public.billing_keys (user_id);
 
 alter table public.billing_keys enable row level security;
-revoke all on table public.billing_keys from anon, authenticated;
+revoke all on table public.billing_keys from anon, authenticated, service_role;
 grant select (
   id, user_id, store_id, status, pg_provider, card_issuer, card_brand, card_type, card_number_masked,
   card_name, issued_at, deleted_at, created_at, updated_at
@@ -70,7 +71,7 @@ comment on table public.identity_verifications is
   'Verified identities (Danal via PortOne). Clients read status-like columns only; CI/DI and personal data are service-only.';
 
 alter table public.identity_verifications enable row level security;
-revoke all on table public.identity_verifications from anon, authenticated;
+revoke all on table public.identity_verifications from anon, authenticated, service_role;
 grant select (id, user_id, store_id, name_masked, operator, is_foreigner, verified_at, created_at, updated_at)
   on table public.identity_verifications to authenticated;
 grant select, insert, update, delete on table public.identity_verifications to service_role;

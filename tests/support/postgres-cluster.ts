@@ -55,7 +55,7 @@ export async function findServerBinDir(): Promise<string> {
   );
 }
 
-export async function freePort(): Promise<number> {
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
@@ -96,7 +96,7 @@ export async function startCluster(options: { port?: number } = {}): Promise<Clu
     await Deno.chown(dir, uid, gid);
   }
   const dataDir = `${dir}/data`;
-  const port = options.port ?? await freePort();
+  const port = options.port ?? freePort();
   let started = false;
   const stop = async () => {
     if (started) {

@@ -56,25 +56,22 @@ async function runTee(
   return { code, text };
 }
 
-const stripAnsi = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, "");
-
 interface Counts {
   passed: number;
   failed: number;
 }
 
 function pgProveCounts(text: string, code: number): Counts {
-  const clean = stripAnsi(text);
-  const total = Number(/Tests=(\d+)/.exec(clean)?.[1] ?? 0);
+  const total = Number(/Tests=(\d+)/.exec(text)?.[1] ?? 0);
   let failed = 0;
-  for (const match of clean.matchAll(/Failed (\d+)\/\d+ subtests/g)) failed += Number(match[1]);
+  for (const match of text.matchAll(/Failed (\d+)\/\d+ subtests/g)) failed += Number(match[1]);
   // a file that died or planned wrong counts once even when no single assertion failed
-  if (code !== 0 && failed === 0) failed = Math.max(1, [...clean.matchAll(/^\S+\.sql \(Wstat/gm)].length);
+  if (code !== 0 && failed === 0) failed = Math.max(1, [...text.matchAll(/^\S+\.sql \(Wstat/gm)].length);
   return { passed: Math.max(total - failed, 0), failed };
 }
 
 function denoTestCounts(text: string, code: number): Counts {
-  const match = /(\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/.exec(stripAnsi(text));
+  const match = /(\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/.exec(text);
   const counts = { passed: Number(match?.[1] ?? 0), failed: Number(match?.[2] ?? 0) };
   if (code !== 0 && counts.failed === 0) counts.failed = 1;
   return counts;
@@ -154,6 +151,7 @@ async function main(): Promise<number> {
     say(`pgTAP: ${pgtap.passed} passed, ${pgtap.failed} failed`);
 
     const denoTest = await runTee(Deno.execPath(), ["test", "--allow-all", "--parallel"], {
+      NO_COLOR: "1",
       DATABASE_URL: appUrl,
       TEST_ADMIN_DATABASE_URL: adminUrl,
     });

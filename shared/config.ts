@@ -1,0 +1,155 @@
+/**
+ * Configuration, read from the environment once and validated with zod. A missing or malformed variable
+ * stops the function at startup with a message naming every offending variable, so a misconfigured deploy
+ * fails loudly instead of charging or refunding wrongly.
+ */
+import { z } from "./deps.ts";
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Payment methods a channel can be chosen for (the browser SDK's `payMethod` values). */
+export const payMethods = ["CARD", "EASY_PAY", "VIRTUAL_ACCOUNT", "TRANSFER", "MOBILE"] as const;
+export type PayMethod = (typeof payMethods)[number];
+
+const nonEmpty = z.string().trim().min(1, "must not be empty");
+const booleanFlag = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
+const webhookSecret = z.string().regex(/^whsec_[A-Za-z0-9+/=]{16,}$/, "must look like whsec_<base64>");
+const postgresUrl = z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL");
+const jwks = z.string().transform((text, ctx) => {
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    const keys = Array.isArray(parsed) ? parsed : (parsed as { keys?: unknown })?.keys;
+    if (!Array.isArray(keys)) throw new Error("no keys");
+    // symmetric (oct) keys cannot verify asymmetric tokens and must never be used as public keys
+    return { keys: keys.filter((key) => (key as { kty?: string })?.kty !== "oct") as JsonWebKey[] };
+  } catch {
+    ctx.addIssue({ code: "custom", message: 'must be a JWKS JSON ({"keys": [...]}) or an array of JWKs' });
+    return z.NEVER;
+  }
+});
+const channelKeyMap = z.string().transform((text, ctx) => {
+  try {
+    return z.partialRecord(z.enum(payMethods), nonEmpty).parse(JSON.parse(text));
+  } catch {
+    ctx.addIssue({
+      code: "custom",
+      message: `must be a JSON object mapping ${payMethods.join("/")} to channel keys`,
+    });
+    return z.NEVER;
+  }
+});
+
+const envSchema = z.object({
+  PORTONE_API_SECRET: nonEmpty,
+  PORTONE_STORE_ID: nonEmpty,
+  PORTONE_CHANNEL_KEY: nonEmpty,
+  PORTONE_CHANNEL_KEYS: channelKeyMap.optional(),
+  PORTONE_API_BASE: z.url({ protocol: /^https?$/ }).default("https://api.portone.io"),
+  PORTONE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(15_000),
+  PORTONE_WEBHOOK_SECRET: webhookSecret.optional(),
+  PORTONE_WEBHOOK_SECRET_PREVIOUS: webhookSecret.optional(),
+  PORTONE_REQUIRE_LIVE_CHANNEL: booleanFlag.default(false),
+  SUPABASE_URL: z.url({ protocol: /^https?$/ }),
+  SUPABASE_ANON_KEY: z.string().optional(),
+  SUPABASE_PUBLISHABLE_KEYS: z.string().optional(),
+  SUPABASE_JWKS: jwks.optional(),
+  SUPABASE_DB_URL: postgresUrl.optional(),
+  DATABASE_URL: postgresUrl.optional(),
+  DB_POOL_MAX: z.coerce.number().int().min(1).max(20).default(1),
+  IDENTITY_CI_PEPPER: z.string().min(32, "must be at least 32 characters").optional(),
+});
+
+export interface Config {
+  readonly portone: {
+    readonly apiSecret: string;
+    readonly storeId: string;
+    readonly apiBase: string;
+    readonly timeoutMs: number;
+    readonly defaultChannelKey: string;
+    readonly channelKeys: Readonly<Partial<Record<PayMethod, string>>>;
+    /** Current secret first; the previous one is accepted during rotation. */
+    readonly webhookSecrets: readonly string[];
+    readonly requireLiveChannel: boolean;
+  };
+  readonly supabase: {
+    readonly url: string;
+    /** Any client key, needed only for supabase-js's getUser fallback on symmetric (legacy) tokens. */
+    readonly anonKey: string;
+    readonly jwks: { keys: JsonWebKey[] } | undefined;
+  };
+  readonly database: { readonly url: string; readonly poolMax: number };
+  readonly identityCiPepper: string | undefined;
+}
+
+export class ConfigError extends Error {
+  readonly variables: readonly string[];
+  constructor(problems: { variable: string; message: string }[]) {
+    super(`Invalid configuration: ${problems.map((p) => `${p.variable} ${p.message}`).join("; ")}`);
+    this.name = "ConfigError";
+    this.variables = problems.map((p) => p.variable);
+  }
+}
+
+function firstPublishableKey(json: string | undefined): string | undefined {
+  if (!json) return undefined;
+  try {
+    const keys = JSON.parse(json) as Record<string, unknown>;
+    const value = Object.values(keys).find((v) => typeof v === "string");
+    return value as string | undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What each function additionally needs beyond the common variables. */
+export type ConfigNeed = "webhook" | "identity";
+
+export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config {
+  const result = envSchema.safeParse(env);
+  const problems: { variable: string; message: string }[] = [];
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const variable = String(issue.path[0] ?? "environment");
+      problems.push({ variable, message: env[variable] === undefined ? "is missing" : issue.message });
+    }
+  }
+  const values = result.success ? result.data : undefined;
+  if (values && !values.DATABASE_URL && !values.SUPABASE_DB_URL) {
+    problems.push({ variable: "SUPABASE_DB_URL", message: "is missing (or set DATABASE_URL)" });
+  }
+  if (values && needs.includes("webhook") && !values.PORTONE_WEBHOOK_SECRET) {
+    problems.push({ variable: "PORTONE_WEBHOOK_SECRET", message: "is missing" });
+  }
+  if (values && needs.includes("identity") && !values.IDENTITY_CI_PEPPER) {
+    problems.push({ variable: "IDENTITY_CI_PEPPER", message: "is missing" });
+  }
+  if (problems.length > 0 || !values) throw new ConfigError(problems);
+
+  return {
+    portone: {
+      apiSecret: values.PORTONE_API_SECRET,
+      storeId: values.PORTONE_STORE_ID,
+      apiBase: new URL(values.PORTONE_API_BASE).origin,
+      timeoutMs: values.PORTONE_TIMEOUT_MS,
+      defaultChannelKey: values.PORTONE_CHANNEL_KEY,
+      channelKeys: values.PORTONE_CHANNEL_KEYS ?? {},
+      webhookSecrets: [values.PORTONE_WEBHOOK_SECRET, values.PORTONE_WEBHOOK_SECRET_PREVIOUS].filter(
+        (secret): secret is string => secret !== undefined,
+      ),
+      requireLiveChannel: values.PORTONE_REQUIRE_LIVE_CHANNEL,
+    },
+    supabase: {
+      url: values.SUPABASE_URL,
+      anonKey: values.SUPABASE_ANON_KEY ?? firstPublishableKey(values.SUPABASE_PUBLISHABLE_KEYS) ?? "anon",
+      jwks: values.SUPABASE_JWKS,
+    },
+    // DATABASE_URL wins so a deploy can point functions at the transaction pooler
+    database: { url: (values.DATABASE_URL ?? values.SUPABASE_DB_URL)!, poolMax: values.DB_POOL_MAX },
+    identityCiPepper: values.IDENTITY_CI_PEPPER,
+  };
+}
+
+/** The channel key the browser should pay through for a method. */
+export function channelKeyFor(config: Config, method: PayMethod | undefined): string {
+  return (method && config.portone.channelKeys[method]) || config.portone.defaultChannelKey;
+}

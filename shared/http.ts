@@ -4,6 +4,8 @@
  * `{ "error": { "code", "message" } }`. Handlers never build error responses themselves.
  */
 import { z } from "./deps.ts";
+import { bearerToken, type Caller, type VerifyAccessToken } from "./auth.ts";
+import { isTransientDatabaseError } from "./db.ts";
 import { AppError } from "./errors.ts";
 import { log } from "./log.ts";
 
@@ -12,7 +14,7 @@ export const maxBodyBytes = 64 * 1024;
 const corsHeaders = {
   "access-control-allow-origin": "*",
   "access-control-allow-headers": "authorization, x-client-info, apikey, content-type, idempotency-key",
-  "access-control-expose-headers": "x-request-id",
+  "access-control-expose-headers": "x-request-id, idempotent-replayed",
   "access-control-max-age": "86400",
 };
 
@@ -24,12 +26,30 @@ export interface RequestContext {
   readonly url: URL;
 }
 
-export interface FunctionDefinition {
+export interface UserRequestContext extends RequestContext {
+  readonly caller: Caller;
+}
+
+interface BaseDefinition {
   /** Function name, used in log lines. */
   readonly name: string;
   readonly methods: readonly HttpMethod[];
+}
+
+/** `auth: "user"`: a signed-in user's JWT is required and verified before `handle` runs. */
+export interface UserFunctionDefinition extends BaseDefinition {
+  readonly auth: "user";
+  readonly verifyAccessToken: VerifyAccessToken;
+  readonly handle: (ctx: UserRequestContext) => Promise<Response>;
+}
+
+/** `auth: "none"`: the function authenticates the request itself (webhook signature, scheduler secret). */
+export interface OpenFunctionDefinition extends BaseDefinition {
+  readonly auth: "none";
   readonly handle: (ctx: RequestContext) => Promise<Response>;
 }
+
+export type FunctionDefinition = UserFunctionDefinition | OpenFunctionDefinition;
 
 /** A Deno/edge-runtime module default export: `export default defineFunction(...)`. */
 export interface EdgeFunction {
@@ -127,12 +147,23 @@ export function defineFunction(definition: FunctionDefinition): EdgeFunction {
         } else if (!(definition.methods as readonly string[]).includes(request.method)) {
           throw new AppError("method_not_allowed", `Method ${request.method} is not allowed`);
         } else {
-          response = await definition.handle({ request, requestId, url: new URL(request.url) });
+          const ctx = { request, requestId, url: new URL(request.url) };
+          response = definition.auth === "user"
+            ? await definition.handle({
+              ...ctx,
+              caller: await definition.verifyAccessToken(bearerToken(request)),
+            })
+            : await definition.handle(ctx);
         }
       } catch (error) {
         if (error instanceof AppError) {
           response = errorResponse(error);
           if (error.status >= 500) log("error", "request_failed", { fn: definition.name, requestId, error });
+        } else if (isTransientDatabaseError(error)) {
+          log("error", "database_unavailable", { fn: definition.name, requestId, error });
+          response = errorResponse(
+            new AppError("database_unavailable", "The database is unavailable; retry later"),
+          );
         } else {
           log("error", "request_crashed", { fn: definition.name, requestId, error });
           response = errorResponse(new AppError("internal", "Internal error"));
@@ -158,6 +189,12 @@ export function notImplemented(name: string, methods: readonly HttpMethod[] = ["
   return defineFunction({
     name,
     methods,
+    auth: "none",
     handle: () => Promise.reject(new AppError("not_implemented", `${name} is not implemented yet`)),
   });
+}
+
+/** A JSON reply that may have been replayed from an Idempotency-Key record. */
+export function replyJson(reply: { status: number; body: unknown; replayed: boolean }): Response {
+  return json(reply.body, reply.status, reply.replayed ? { "idempotent-replayed": "true" } : {});
 }

@@ -64,6 +64,44 @@ async function walkLikeTheBundler(entry: URL): Promise<Set<string>> {
   return seen;
 }
 
+/** Syntactically valid settings pointing nowhere: booting must not need the network. */
+const completeEnv: Record<string, string> = {
+  PORTONE_API_SECRET: "boot-probe-secret",
+  PORTONE_STORE_ID: "store-boot-probe",
+  PORTONE_CHANNEL_KEY: "channel-key-boot-probe",
+  PORTONE_WEBHOOK_SECRET: "whsec_Ym9vdC1wcm9iZS1zZWNyZXQtMTIzNDU2",
+  PORTONE_API_BASE: "http://127.0.0.1:9",
+  SUPABASE_URL: "http://127.0.0.1:9",
+  SUPABASE_DB_URL: "postgresql://postgres@127.0.0.1:9/postgres",
+  IDENTITY_CI_PEPPER: "boot-probe-pepper-0123456789abcdef0123",
+};
+
+/** Imports a function module in a fresh process, as the edge runtime would, and sends it a preflight. */
+async function bootProbe(entry: URL, importMap: URL, env: Record<string, string>) {
+  const probe = `const m = await import(${JSON.stringify(entry.href)});
+    const r = await m.default.fetch(new Request("http://localhost/functions/v1/probe", { method: "OPTIONS" }));
+    console.log(JSON.stringify({ status: r.status, cors: r.headers.get("access-control-allow-origin") }));`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-lock", "--config", importMap.pathname, probe],
+    cwd: repoRoot,
+    clearEnv: true,
+    env: {
+      ...env,
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "",
+      NO_COLOR: "1",
+      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    ok: out.success,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
 const config = parseToml(await Deno.readTextFile(new URL("supabase/config.toml", repoRoot))) as {
   functions?: Record<string, FunctionConfig>;
 };
@@ -132,17 +170,19 @@ for (const name of expectedFunctions) {
       assert.ok(check.ok, check.stderr);
     });
 
-    await t.step("default-exports a fetch handler and answers CORS preflight", async () => {
-      const module = await import(entry.href) as {
-        default?: { fetch?: (request: Request) => Promise<Response> };
-      };
-      assert.equal(typeof module.default?.fetch, "function");
-      const response = await module.default!.fetch!(
-        new Request(`http://localhost/functions/v1/${name}`, { method: "OPTIONS" }),
-      );
-      assert.equal(response.status, 204);
-      assert.equal(response.headers.get("access-control-allow-origin"), "*");
-      await response.body?.cancel();
+    await t.step("boots with a complete environment and answers CORS preflight", async () => {
+      const probe = await bootProbe(entry, importMap, completeEnv);
+      assert.ok(probe.ok, probe.stderr);
+      assert.deepEqual(JSON.parse(probe.stdout.trim().split("\n").at(-1)!), { status: 204, cors: "*" });
     });
+
+    if ((await Deno.readTextFile(entry)).includes("runtimeDeps(")) {
+      await t.step("refuses to boot without PORTONE_API_SECRET, naming it", async () => {
+        const { PORTONE_API_SECRET: _, ...incomplete } = completeEnv;
+        const probe = await bootProbe(entry, importMap, incomplete);
+        assert.equal(probe.ok, false);
+        assert.match(probe.stderr, /ConfigError: Invalid configuration: PORTONE_API_SECRET is missing/);
+      });
+    }
   });
 }

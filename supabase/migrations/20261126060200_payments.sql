@@ -74,6 +74,8 @@ using ((select auth.uid()) = user_id);
 
 -- The payment that paid an order (at most one; a second payment for a paid order is flagged instead).
 alter table public.orders add column paid_payment_id text references public.payments (id) on delete restrict;
+alter table public.orders add constraint orders_paid_payment_id_set_once_paid
+  check ((status = 'pending') = (paid_payment_id is null));
 create unique index orders_paid_payment_id_key on public.orders (paid_payment_id) where paid_payment_id is not null;
 
 -- The status machine. Same-status updates are allowed (a fresher snapshot of the same state, e.g. a
@@ -164,6 +166,11 @@ begin
   then
     raise exception 'an order''s owner, amounts and paying payment never change' using errcode = 'P0001';
   end if;
+  if new.paid_payment_id is not null and old.paid_payment_id is null and not exists (
+    select 1 from public.payments p where p.id = new.paid_payment_id and p.order_id = new.id
+  ) then
+    raise exception 'an order is paid only by one of its own payments' using errcode = 'P0001';
+  end if;
   new.updated_at := now();
   return new;
 end;
@@ -172,6 +179,21 @@ $$;
 create trigger orders_enforce_rules
 before update on public.orders
 for each row execute function private.enforce_order_rules();
+
+create or replace function private.refuse_paid_order_insert()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  raise exception 'an order starts pending; only its own payment can move it on' using errcode = 'P0001';
+end;
+$$;
+
+create trigger orders_start_pending
+before insert on public.orders
+for each row when (new.status <> 'pending' or new.paid_payment_id is not null)
+execute function private.refuse_paid_order_insert();
 
 -- payment_cancellations ------------------------------------------------------------------------------
 create table public.payment_cancellations (
@@ -273,6 +295,25 @@ create trigger payment_events_append_only
 before update or delete on public.payment_events
 for each row execute function private.refuse_change();
 
+-- Money records cannot be emptied wholesale either, not even by their owner.
 create trigger payment_events_no_truncate
 before truncate on public.payment_events
 for each statement execute function private.refuse_change();
+
+create or replace function private.refuse_truncate()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  raise exception '% holds money records and cannot be truncated', tg_table_name using errcode = 'P0001';
+end;
+$$;
+
+create trigger payments_no_truncate
+before truncate on public.payments
+for each statement execute function private.refuse_truncate();
+
+create trigger payment_cancellations_no_truncate
+before truncate on public.payment_cancellations
+for each statement execute function private.refuse_truncate();

@@ -1,3 +1,4 @@
-import { notImplemented } from "../../../shared/http.ts";
+import { confirmHandler } from "../../../shared/handlers.ts";
+import { runtimeDeps } from "../../../shared/runtime.ts";
 
-export default notImplemented("confirm", ["POST"]);
+export default confirmHandler(runtimeDeps());

@@ -1,3 +1,4 @@
-import { notImplemented } from "../../../shared/http.ts";
+import { prepareHandler } from "../../../shared/handlers.ts";
+import { runtimeDeps } from "../../../shared/runtime.ts";
 
-export default notImplemented("prepare", ["POST"]);
+export default prepareHandler(runtimeDeps());

@@ -4,7 +4,9 @@
 --   products:    anon and authenticated read active products only; every write is 42501.
 --   orders,
 --   order_items: anon gets 42501 for everything; the owner reads exactly their own rows, the other user
---                none of them; every client write is 42501 (no grant). service_role does everything.
+--                none of them; every client write is 42501 (no grant). service_role does everything
+--                (marking an order paid names a payment of that order, recorded first; an order with a
+--                payment is kept, so the delete runs on an order that never had one).
 begin;
 set local search_path = public, extensions, tests;
 
@@ -271,15 +273,22 @@ select results_eq(
 );
 select lives_ok(
   $$ insert into public.orders (id, user_id, order_name, total_amount, currency)
-     values ('a1000000-0000-4000-8000-000000000003', tests.get_supabase_uid('pm1-owner'), 'svc', 1000, 'KRW') $$,
+     values ('a1000000-0000-4000-8000-000000000003', tests.get_supabase_uid('pm1-owner'), 'svc', 1000, 'KRW'),
+            ('a1000000-0000-4000-8000-000000000004', tests.get_supabase_uid('pm1-owner'), 'svc paid', 1000, 'KRW') $$,
   'service_role: orders insert is allowed'
 );
+-- the payment the service records before it marks order 4 paid (an order is paid only by its own payment)
+insert into public.payments (id, order_id, user_id, store_id, status, total_amount, currency, paid_amount, paid_at)
+values ('pm1_svc_payment_00004', 'a1000000-0000-4000-8000-000000000004', tests.get_supabase_uid('pm1-owner'),
+        'store-test', 'PAID', 1000, 'KRW', 1000, now());
 select lives_ok(
-  $$ update public.orders set status = 'paid', paid_at = now() where id = 'a1000000-0000-4000-8000-000000000003' $$,
+  $$ update public.orders set status = 'paid', paid_at = now(), paid_payment_id = 'pm1_svc_payment_00004'
+      where id = 'a1000000-0000-4000-8000-000000000004' $$,
   'service_role: orders update is allowed'
 );
-select is(
-  (select status from public.orders where id = 'a1000000-0000-4000-8000-000000000003'), 'paid',
+select results_eq(
+  $$ select status, paid_payment_id from public.orders where id = 'a1000000-0000-4000-8000-000000000004' $$,
+  $$ values ('paid', 'pm1_svc_payment_00004') $$,
   'service_role: the orders update took effect'
 );
 

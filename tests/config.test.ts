@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { channelKeyFor, ConfigError, readConfig } from "../shared/config.ts";
+
+const minimal = {
+  PORTONE_API_SECRET: "secret",
+  PORTONE_STORE_ID: "store-1",
+  PORTONE_CHANNEL_KEY: "channel-default",
+  SUPABASE_URL: "https://project.supabase.co",
+  SUPABASE_DB_URL: "postgresql://postgres@db:5432/postgres",
+};
+
+Deno.test("readConfig() names every missing or malformed variable at once", () => {
+  assert.throws(
+    () => readConfig({ PORTONE_STORE_ID: "store-1", PORTONE_API_BASE: "ftp://x", SUPABASE_URL: "not a url" }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.deepEqual([...error.variables].sort(), [
+        "PORTONE_API_BASE",
+        "PORTONE_API_SECRET",
+        "PORTONE_CHANNEL_KEY",
+        "SUPABASE_URL",
+      ]);
+      assert.match(error.message, /PORTONE_API_SECRET is missing/);
+      return true;
+    },
+  );
+});
+
+Deno.test("readConfig() applies defaults and lets DATABASE_URL override SUPABASE_DB_URL", () => {
+  const config = readConfig({ ...minimal, DATABASE_URL: "postgres://pooler:6543/postgres" });
+  assert.equal(config.portone.apiBase, "https://api.portone.io");
+  assert.equal(config.portone.requireLiveChannel, false);
+  assert.equal(config.database.url, "postgres://pooler:6543/postgres");
+  assert.equal(config.database.poolMax, 1);
+  assert.deepEqual(config.portone.webhookSecrets, []);
+});
+
+Deno.test("readConfig() requires what a function needs", () => {
+  assert.throws(() => readConfig(minimal, ["webhook"]), /PORTONE_WEBHOOK_SECRET is missing/);
+  assert.throws(() => readConfig(minimal, ["identity"]), /IDENTITY_CI_PEPPER is missing/);
+  assert.throws(
+    () => readConfig({ ...minimal, PORTONE_WEBHOOK_SECRET: "plain" }),
+    /PORTONE_WEBHOOK_SECRET must look like whsec_/,
+  );
+  assert.throws(
+    () => readConfig({ ...minimal, IDENTITY_CI_PEPPER: "short" }),
+    /IDENTITY_CI_PEPPER must be at least 32/,
+  );
+  const { SUPABASE_DB_URL: _, ...noDatabase } = minimal;
+  assert.throws(() => readConfig(noDatabase), /SUPABASE_DB_URL is missing/);
+});
+
+Deno.test("readConfig() reads secrets for rotation, the LIVE flag, JWKS and per-method channels", () => {
+  const config = readConfig({
+    ...minimal,
+    PORTONE_WEBHOOK_SECRET: "whsec_bmV3LXNlY3JldC0xMjM0NTY3OA==",
+    PORTONE_WEBHOOK_SECRET_PREVIOUS: "whsec_b2xkLXNlY3JldC0xMjM0NTY3OA==",
+    PORTONE_REQUIRE_LIVE_CHANNEL: "true",
+    PORTONE_CHANNEL_KEYS: JSON.stringify({ EASY_PAY: "channel-easy" }),
+    SUPABASE_JWKS: JSON.stringify([{ kty: "EC", crv: "P-256", x: "x", y: "y", kid: "a" }, {
+      kty: "oct",
+      k: "s",
+    }]),
+  });
+  assert.deepEqual(config.portone.webhookSecrets, [
+    "whsec_bmV3LXNlY3JldC0xMjM0NTY3OA==",
+    "whsec_b2xkLXNlY3JldC0xMjM0NTY3OA==",
+  ]);
+  assert.equal(config.portone.requireLiveChannel, true);
+  assert.equal(config.supabase.jwks?.keys.length, 1, "symmetric keys are dropped");
+  assert.equal(channelKeyFor(config, "EASY_PAY"), "channel-easy");
+  assert.equal(channelKeyFor(config, "CARD"), "channel-default");
+  assert.equal(channelKeyFor(config, undefined), "channel-default");
+  assert.throws(
+    () => readConfig({ ...minimal, PORTONE_CHANNEL_KEYS: '{"BITCOIN":"x"}' }),
+    /PORTONE_CHANNEL_KEYS/,
+  );
+  assert.throws(() => readConfig({ ...minimal, SUPABASE_JWKS: "{}" }), /SUPABASE_JWKS/);
+});

@@ -1,0 +1,193 @@
+/**
+ * A running system for integration tests: the PortOne sandbox on loopback, the scratch database prepared by
+ * the suite runner, and our functions' handlers bound to both through the same config parsing production
+ * uses. Nothing of ours is replaced: requests go through the real HTTP wrapper, auth, SQL and SDK calls.
+ */
+import { readConfig } from "../../shared/config.ts";
+import { type AppDeps, createAppDeps } from "../../shared/runtime.ts";
+import { confirmHandler, prepareHandler } from "../../shared/handlers.ts";
+import type { EdgeFunction } from "../../shared/http.ts";
+import { type Sandbox, startSandbox } from "../sandbox/sandbox.ts";
+import type { SandboxOptions } from "../sandbox/sandbox.ts";
+import { signAccessToken, testJwks, type TokenOptions } from "./auth.ts";
+import { appDatabaseUrl } from "./test-database.ts";
+import { setLogSink } from "../../shared/log.ts";
+
+/**
+ * Every log line the functions write during this test process. Captured instead of printed, so test output
+ * stays readable and tests can assert that nothing sensitive was logged.
+ */
+export const capturedLogLines: string[] = [];
+setLogSink((line) => {
+  capturedLogLines.push(line);
+});
+
+export interface TestAppOptions {
+  readonly sandbox?: SandboxOptions;
+  readonly env?: Record<string, string>;
+}
+
+export interface TestUser {
+  readonly id: string;
+  readonly token: string;
+}
+
+export interface TestApp extends AsyncDisposable {
+  readonly sandbox: Sandbox;
+  readonly deps: AppDeps;
+  readonly functions: { readonly prepare: EdgeFunction; readonly confirm: EdgeFunction };
+  /** Builds another set of handlers with their own connection pool, like a second edge isolate. */
+  isolate(): { deps: AppDeps; functions: TestApp["functions"]; close(): Promise<void> };
+  createUser(options?: TokenOptions): Promise<TestUser>;
+  /** A product with a unique id; returns the id. */
+  createProduct(
+    input: { price: number; taxFree?: number; currency?: string; name?: string },
+  ): Promise<string>;
+  /** Creates an order as the user through the `create_order` RPC, as supabase-js would. */
+  createOrder(user: TestUser, items: { productId: string; quantity: number }[]): Promise<TestOrder>;
+  call(fn: keyof TestApp["functions"], init: CallInit): Promise<CallResult>;
+  close(): Promise<void>;
+}
+
+export interface TestOrder {
+  readonly id: string;
+  readonly orderName: string;
+  readonly totalAmount: number;
+  readonly taxFreeAmount: number;
+  readonly currency: string;
+}
+
+export interface CallResult {
+  readonly status: number;
+  // deno-lint-ignore no-explicit-any -- tests read response fields freely and assert on them
+  readonly body: any;
+  readonly headers: Headers;
+}
+
+export interface CallInit {
+  readonly user?: TestUser | null;
+  readonly token?: string;
+  readonly body?: unknown;
+  readonly rawBody?: string;
+  readonly method?: string;
+  readonly headers?: Record<string, string>;
+  readonly path?: string;
+}
+
+export function testEnv(sandbox: Sandbox, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PORTONE_API_SECRET: sandbox.apiSecret,
+    PORTONE_STORE_ID: sandbox.storeId,
+    PORTONE_CHANNEL_KEY: sandbox.channels.test.key,
+    PORTONE_CHANNEL_KEYS: JSON.stringify({ EASY_PAY: sandbox.channels.live.key }),
+    PORTONE_WEBHOOK_SECRET: sandbox.webhookSecret,
+    PORTONE_API_BASE: sandbox.url,
+    PORTONE_TIMEOUT_MS: "2000",
+    SUPABASE_URL: "http://127.0.0.1:9",
+    SUPABASE_ANON_KEY: "anon-key-for-tests",
+    SUPABASE_JWKS: testJwks,
+    DATABASE_URL: appDatabaseUrl(),
+    DB_POOL_MAX: "4",
+    IDENTITY_CI_PEPPER: "test-pepper-0123456789abcdef0123456789",
+    ...extra,
+  };
+}
+
+function bindFunctions(deps: AppDeps): TestApp["functions"] {
+  return { prepare: prepareHandler(deps), confirm: confirmHandler(deps) };
+}
+
+export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const sandbox = await startSandbox({ retryTimeFactor: 1e-5, ...options.sandbox });
+  const config = readConfig(testEnv(sandbox, options.env));
+  const deps = createAppDeps(config);
+  const functions = bindFunctions(deps);
+  const sql = deps.sql;
+
+  const app: TestApp = {
+    sandbox,
+    deps,
+    functions,
+    isolate() {
+      const isolated = createAppDeps(config);
+      return { deps: isolated, functions: bindFunctions(isolated), close: () => isolated.sql.end() };
+    },
+    async createUser(tokenOptions = {}) {
+      const id = crypto.randomUUID();
+      await sql`
+        insert into auth.users (id, aud, role, email, raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
+        values (${id}, 'authenticated', 'authenticated', ${`${id}@test.local`}, '{}', '{}', now(), now())`;
+      return { id, token: await signAccessToken(id, tokenOptions) };
+    },
+    async createProduct({ price, taxFree = 0, currency = "KRW", name }) {
+      const id = `p-${crypto.randomUUID().slice(0, 18)}`;
+      await sql`
+        insert into public.products (id, name, unit_price, tax_free_price, currency)
+        values (${id}, ${name ?? `상품 ${id.slice(2, 8)}`}, ${price}, ${taxFree}, ${currency})`;
+      return id;
+    },
+    async createOrder(user, items) {
+      const [order] = await sql.begin(async (tx) => {
+        await tx`select set_config('request.jwt.claims', ${
+          JSON.stringify({ sub: user.id, role: "authenticated" })
+        }, true)`;
+        await tx`set local role authenticated`;
+        return await tx<
+          {
+            id: string;
+            order_name: string;
+            total_amount: number;
+            tax_free_amount: number;
+            currency: string;
+          }[]
+        >`
+          select id, order_name, total_amount, tax_free_amount, currency
+          from public.create_order(${
+          tx.json(items.map((i) => ({ product_id: i.productId, quantity: i.quantity })))
+        })`;
+      });
+      return {
+        id: order!.id,
+        orderName: order!.order_name,
+        totalAmount: order!.total_amount,
+        taxFreeAmount: order!.tax_free_amount,
+        currency: order!.currency,
+      };
+    },
+    async call(fn, init) {
+      return await callFunction(functions[fn], fn, init);
+    },
+    async close() {
+      await sandbox.close();
+      await sql.end();
+    },
+    [Symbol.asyncDispose]() {
+      return app.close();
+    },
+  };
+  return app;
+}
+
+/** Calls a handler the way supabase-js `functions.invoke` reaches it: a JSON POST with a bearer token. */
+export async function callFunction(
+  fn: EdgeFunction,
+  name: string,
+  init: CallInit,
+): Promise<CallResult> {
+  const headers: Record<string, string> = { ...init.headers };
+  const token = init.token ?? init.user?.token;
+  if (token) headers.authorization = `Bearer ${token}`;
+  const body = init.rawBody ?? (init.body === undefined ? undefined : JSON.stringify(init.body));
+  if (body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === "content-type")) {
+    headers["content-type"] = "application/json";
+  }
+  const response = await fn.fetch(
+    new Request(`http://127.0.0.1/functions/v1/${name}${init.path ?? ""}`, {
+      method: init.method ?? "POST",
+      headers,
+      body,
+    }),
+  );
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null, headers: response.headers };
+}

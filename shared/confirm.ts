@@ -6,6 +6,7 @@ import { z } from "./deps.ts";
 import { AppError } from "./errors.ts";
 import type { Caller } from "./auth.ts";
 import type { AppDeps } from "./runtime.ts";
+import { defineFunction, type EdgeFunction, json, readJson } from "./http.ts";
 import { type PaymentView, syncPayment } from "./sync-payment.ts";
 
 export const paymentIdSchema = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, "must be a paymentId from prepare");
@@ -47,4 +48,16 @@ export async function confirmPayment(
     order: payment.order,
     ...(payment.virtualAccount ? { virtualAccount: payment.virtualAccount } : {}),
   };
+}
+
+/** The `confirm` function: POST { paymentId }. */
+export function confirmHandler(deps: AppDeps): EdgeFunction {
+  return defineFunction({
+    name: "confirm",
+    methods: ["POST"],
+    auth: "user",
+    verifyAccessToken: deps.verifyAccessToken,
+    handle: async ({ request, caller }) =>
+      json(await confirmPayment(deps, caller, await readJson(request, ConfirmRequest))),
+  });
 }

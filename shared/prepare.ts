@@ -9,6 +9,8 @@ import { AppError } from "./errors.ts";
 import type { Caller } from "./auth.ts";
 import { PortOneRefusal } from "./portone.ts";
 import type { AppDeps } from "./runtime.ts";
+import { defineFunction, type EdgeFunction, readJson, replyJson } from "./http.ts";
+import { idempotencyKeyFrom, withIdempotency } from "./idempotency.ts";
 
 export const PrepareRequest = z.strictObject({
   orderId: z.uuid(),
@@ -133,4 +135,24 @@ export async function preparePayment(
     currency: attempt.currency,
     customer: { customerId: caller.userId },
   };
+}
+
+/** The `prepare` function: POST { orderId, payMethod? }, optional Idempotency-Key. */
+export function prepareHandler(deps: AppDeps): EdgeFunction {
+  return defineFunction({
+    name: "prepare",
+    methods: ["POST"],
+    auth: "user",
+    verifyAccessToken: deps.verifyAccessToken,
+    handle: async ({ request, caller }) => {
+      const input = await readJson(request, PrepareRequest);
+      const scope = {
+        userId: caller.userId,
+        route: "prepare",
+        key: idempotencyKeyFrom(request),
+        request: input,
+      };
+      return replyJson(await withIdempotency(deps.sql, scope, () => preparePayment(deps, caller, input)));
+    },
+  });
 }

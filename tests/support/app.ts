@@ -5,7 +5,8 @@
  */
 import { readConfig } from "../../shared/config.ts";
 import { type AppDeps, createAppDeps } from "../../shared/runtime.ts";
-import { confirmHandler, prepareHandler } from "../../shared/handlers.ts";
+import { confirmHandler } from "../../shared/confirm.ts";
+import { prepareHandler } from "../../shared/prepare.ts";
 import type { EdgeFunction } from "../../shared/http.ts";
 import { type Sandbox, startSandbox } from "../sandbox/sandbox.ts";
 import type { SandboxOptions } from "../sandbox/sandbox.ts";
@@ -35,9 +36,9 @@ export interface TestUser {
 export interface TestApp extends AsyncDisposable {
   readonly sandbox: Sandbox;
   readonly deps: AppDeps;
-  readonly functions: { readonly prepare: EdgeFunction; readonly confirm: EdgeFunction };
+  readonly functions: TestFunctions;
   /** Builds another set of handlers with their own connection pool, like a second edge isolate. */
-  isolate(): { deps: AppDeps; functions: TestApp["functions"]; close(): Promise<void> };
+  isolate(): { deps: AppDeps; functions: TestFunctions; close(): Promise<void> };
   createUser(options?: TokenOptions): Promise<TestUser>;
   /** A product with a unique id; returns the id. */
   createProduct(
@@ -45,7 +46,7 @@ export interface TestApp extends AsyncDisposable {
   ): Promise<string>;
   /** Creates an order as the user through the `create_order` RPC, as supabase-js would. */
   createOrder(user: TestUser, items: { productId: string; quantity: number }[]): Promise<TestOrder>;
-  call(fn: keyof TestApp["functions"], init: CallInit): Promise<CallResult>;
+  call(fn: keyof TestFunctions, init: CallInit): Promise<CallResult>;
   close(): Promise<void>;
 }
 
@@ -93,9 +94,15 @@ export function testEnv(sandbox: Sandbox, extra: Record<string, string> = {}): R
   };
 }
 
-function bindFunctions(deps: AppDeps): TestApp["functions"] {
-  return { prepare: prepareHandler(deps), confirm: confirmHandler(deps) };
+/** Every function's handler bound to one set of dependencies; add a line here for each new function. */
+function bindFunctions(deps: AppDeps) {
+  return {
+    prepare: prepareHandler(deps),
+    confirm: confirmHandler(deps),
+  } satisfies Record<string, EdgeFunction>;
 }
+
+export type TestFunctions = ReturnType<typeof bindFunctions>;
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const sandbox = await startSandbox({ retryTimeFactor: 1e-5, ...options.sandbox });

@@ -1,4 +1,4 @@
-import { confirmHandler } from "../../../shared/handlers.ts";
+import { confirmHandler } from "../../../shared/confirm.ts";
 import { runtimeDeps } from "../../../shared/runtime.ts";
 
 export default confirmHandler(runtimeDeps());

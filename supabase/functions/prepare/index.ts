@@ -1,4 +1,4 @@
-import { prepareHandler } from "../../../shared/handlers.ts";
+import { prepareHandler } from "../../../shared/prepare.ts";
 import { runtimeDeps } from "../../../shared/runtime.ts";
 
 export default prepareHandler(runtimeDeps());

@@ -5,6 +5,7 @@
 export const errorStatus = {
   invalid_request: 400,
   invalid_json: 400,
+  invalid_signature: 400,
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
@@ -16,6 +17,7 @@ export const errorStatus = {
   payment_declined: 402,
   idempotency_key_reused: 422,
   request_in_progress: 409,
+  webhook_in_progress: 409,
   order_not_payable: 409,
   payment_in_progress: 409,
   payment_mismatch: 409,

@@ -32,13 +32,18 @@ export const statusRank = {
   CANCELLED: 6,
 } as const satisfies Record<PaymentStatus, number>;
 
-/** Legal transitions; the database trigger enforces the same table. Same-status updates are always allowed. */
+/**
+ * Legal transitions; the database trigger enforces the same table. Same-status updates are always allowed.
+ * We see PortOne only through snapshots, so every state reachable forward is legal (READY may jump to
+ * PARTIAL_CANCELLED when the payment was paid and partly refunded before our first sync). Nothing returns
+ * to READY.
+ */
 export const allowedNextStatuses = {
-  READY: ["PAY_PENDING", "VIRTUAL_ACCOUNT_ISSUED", "PAID", "FAILED", "CANCELLED"],
-  PAY_PENDING: ["VIRTUAL_ACCOUNT_ISSUED", "PAID", "FAILED", "CANCELLED"],
-  VIRTUAL_ACCOUNT_ISSUED: ["PAID", "FAILED", "CANCELLED"],
+  READY: ["PAY_PENDING", "VIRTUAL_ACCOUNT_ISSUED", "PAID", "FAILED", "PARTIAL_CANCELLED", "CANCELLED"],
+  PAY_PENDING: ["VIRTUAL_ACCOUNT_ISSUED", "PAID", "FAILED", "PARTIAL_CANCELLED", "CANCELLED"],
+  VIRTUAL_ACCOUNT_ISSUED: ["PAID", "FAILED", "PARTIAL_CANCELLED", "CANCELLED"],
   // PortOne lets a customer retry the same paymentId after a failure
-  FAILED: ["READY", "PAY_PENDING", "VIRTUAL_ACCOUNT_ISSUED", "PAID"],
+  FAILED: ["PAY_PENDING", "VIRTUAL_ACCOUNT_ISSUED", "PAID", "PARTIAL_CANCELLED", "CANCELLED"],
   PAID: ["PARTIAL_CANCELLED", "CANCELLED"],
   PARTIAL_CANCELLED: ["CANCELLED"],
   CANCELLED: [],
@@ -46,25 +51,4 @@ export const allowedNextStatuses = {
 
 export function canTransition(from: PaymentStatus, to: PaymentStatus): boolean {
   return from === to || (allowedNextStatuses[from] as readonly PaymentStatus[]).includes(to);
-}
-
-/** Statuses in which money has been received (and may be partly or wholly returned). */
-export function hasBeenPaid(status: PaymentStatus): boolean {
-  switch (status) {
-    case "PAID":
-    case "PARTIAL_CANCELLED":
-    case "CANCELLED":
-      return true;
-    case "READY":
-    case "PAY_PENDING":
-    case "VIRTUAL_ACCOUNT_ISSUED":
-    case "FAILED":
-      return false;
-    default:
-      return assertNever(status);
-  }
-}
-
-export function assertNever(value: never): never {
-  throw new Error(`Unhandled value ${String(value)}`);
 }

@@ -12,7 +12,7 @@
 import type { PortOneGateway } from "./portone.ts";
 import { PortOneRefusal } from "./portone.ts";
 import { type ParsedPayment, parsePayment, type PaymentSnapshot } from "./portone-snapshot.ts";
-import { type PaymentStatus, statusRank } from "./payment-status.ts";
+import { canTransition, type PaymentStatus, statusRank } from "./payment-status.ts";
 import type { Sql, TransactionSql } from "./db.ts";
 import { log } from "./log.ts";
 
@@ -242,6 +242,17 @@ export async function applySnapshot(
     const [row] = await selectPayment(tx, snapshot.id, true);
     if (!row) return { outcome: "not_ours" } as const;
     if (!isNewerSnapshot(snapshot, row)) return { outcome: "unchanged", payment: toView(row) } as const;
+    if (!canTransition(row.status, snapshot.status)) {
+      // PortOne reporting a move our machine forbids (e.g. back to READY after a failure) is kept out of
+      // our records and surfaced, instead of failing every retry of the delivery that carried it.
+      log("error", "payment_transition_refused", {
+        paymentId: row.id,
+        from: row.status,
+        to: snapshot.status,
+        source,
+      });
+      return { outcome: "unchanged", payment: toView(row) } as const;
+    }
 
     const reasons: MismatchReason[] = verifySnapshot(snapshot, {
       storeId: row.store_id,

@@ -79,8 +79,11 @@ alter table public.orders add constraint orders_paid_payment_id_set_once_paid
 create unique index orders_paid_payment_id_key on public.orders (paid_payment_id) where paid_payment_id is not null;
 
 -- The status machine. Same-status updates are allowed (a fresher snapshot of the same state, e.g. a
--- second partial cancel). FAILED may be followed by a later success because PortOne lets a customer
--- retry the same paymentId; CANCELLED is terminal.
+-- second partial cancel). Because we only ever see snapshots, a payment may skip states it passed
+-- through at PortOne (READY straight to PARTIAL_CANCELLED when it was paid and partly refunded before our
+-- first sync), so every state reachable forward is allowed. FAILED may be followed by a later success
+-- because PortOne lets a customer retry the same paymentId; nothing ever returns to READY; CANCELLED is
+-- terminal.
 create or replace function private.enforce_payment_rules()
 returns trigger
 language plpgsql
@@ -88,10 +91,13 @@ set search_path = ''
 as $$
 begin
   if new.status <> old.status and not (
-    (old.status = 'READY' and new.status in ('PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED', 'PAID', 'FAILED', 'CANCELLED'))
-    or (old.status = 'PAY_PENDING' and new.status in ('VIRTUAL_ACCOUNT_ISSUED', 'PAID', 'FAILED', 'CANCELLED'))
-    or (old.status = 'VIRTUAL_ACCOUNT_ISSUED' and new.status in ('PAID', 'FAILED', 'CANCELLED'))
-    or (old.status = 'FAILED' and new.status in ('READY', 'PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED', 'PAID'))
+    (old.status = 'READY' and new.status in
+      ('PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED', 'PAID', 'FAILED', 'PARTIAL_CANCELLED', 'CANCELLED'))
+    or (old.status = 'PAY_PENDING' and new.status in
+      ('VIRTUAL_ACCOUNT_ISSUED', 'PAID', 'FAILED', 'PARTIAL_CANCELLED', 'CANCELLED'))
+    or (old.status = 'VIRTUAL_ACCOUNT_ISSUED' and new.status in ('PAID', 'FAILED', 'PARTIAL_CANCELLED', 'CANCELLED'))
+    or (old.status = 'FAILED' and new.status in
+      ('PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED', 'PAID', 'PARTIAL_CANCELLED', 'CANCELLED'))
     or (old.status = 'PAID' and new.status in ('PARTIAL_CANCELLED', 'CANCELLED'))
     or (old.status = 'PARTIAL_CANCELLED' and new.status = 'CANCELLED')
   ) then

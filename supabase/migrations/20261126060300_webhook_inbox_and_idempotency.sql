@@ -16,7 +16,11 @@ create table public.webhook_logs (
   payload_conflict boolean not null default false,
   status text not null default 'received'
     check (status in ('received', 'processing', 'processed', 'failed', 'ignored')),
+  -- deliveries received under this id (PortOne's retries and duplicates)
   attempts integer not null default 1 check (attempts >= 1),
+  -- whoever holds the current token may process the row until lease_expires_at; a crashed holder's
+  -- lease runs out and the next delivery takes over
+  lease_token uuid,
   lease_expires_at timestamptz,
   last_error text,
   received_at timestamptz not null default now(),
@@ -30,6 +34,23 @@ create index webhook_logs_payment_id_idx on public.webhook_logs (payment_id);
 create index webhook_logs_received_at_idx on public.webhook_logs (received_at);
 create index webhook_logs_unfinished_idx on public.webhook_logs (status, lease_expires_at)
   where status in ('received', 'processing', 'failed');
+
+-- Retention: verified deliveries are kept 30 days for audit, then pruned (schedule with pg_cron, e.g.
+-- `select cron.schedule('prune-webhook-logs', '17 3 * * *', $$select private.prune_webhook_logs()$$)`).
+-- Unfinished rows are never pruned: they still need processing.
+create or replace function private.prune_webhook_logs(keep interval default interval '30 days')
+returns bigint
+language sql
+set search_path = ''
+as $$
+  with pruned as (
+    delete from public.webhook_logs
+    where status in ('processed', 'ignored') and received_at < now() - keep
+    returning 1
+  )
+  select count(*) from pruned
+$$;
+comment on function private.prune_webhook_logs(interval) is 'Deletes finished webhook_logs rows older than keep.';
 
 alter table public.webhook_logs enable row level security;
 revoke all on table public.webhook_logs from anon, authenticated, service_role;

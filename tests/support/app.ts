@@ -7,6 +7,7 @@ import { readConfig } from "../../shared/config.ts";
 import { type AppDeps, createAppDeps } from "../../shared/runtime.ts";
 import { confirmHandler } from "../../shared/confirm.ts";
 import { prepareHandler } from "../../shared/prepare.ts";
+import { webhookHandler } from "../../shared/webhook.ts";
 import type { EdgeFunction } from "../../shared/http.ts";
 import { type Sandbox, startSandbox } from "../sandbox/sandbox.ts";
 import type { SandboxOptions } from "../sandbox/sandbox.ts";
@@ -47,6 +48,8 @@ export interface TestApp extends AsyncDisposable {
   /** Creates an order as the user through the `create_order` RPC, as supabase-js would. */
   createOrder(user: TestUser, items: { productId: string; quantity: number }[]): Promise<TestOrder>;
   call(fn: keyof TestFunctions, init: CallInit): Promise<CallResult>;
+  /** Serves the webhook function over HTTP on loopback and points the sandbox's deliveries at it. */
+  serveWebhook(functions?: TestFunctions): string;
   close(): Promise<void>;
 }
 
@@ -99,6 +102,7 @@ function bindFunctions(deps: AppDeps) {
   return {
     prepare: prepareHandler(deps),
     confirm: confirmHandler(deps),
+    webhook: webhookHandler(deps),
   } satisfies Record<string, EdgeFunction>;
 }
 
@@ -110,6 +114,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const deps = createAppDeps(config);
   const functions = bindFunctions(deps);
   const sql = deps.sql;
+  const servers: Deno.HttpServer[] = [];
 
   const app: TestApp = {
     sandbox,
@@ -164,8 +169,19 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     async call(fn, init) {
       return await callFunction(functions[fn], fn, init);
     },
+    serveWebhook(target = functions) {
+      const server = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        (request) => target.webhook.fetch(request),
+      );
+      servers.push(server);
+      const url = `http://127.0.0.1:${server.addr.port}/functions/v1/webhook`;
+      sandbox.setWebhookUrl(url);
+      return url;
+    },
     async close() {
       await sandbox.close();
+      await Promise.all(servers.map((server) => server.shutdown()));
       await sql.end();
     },
     [Symbol.asyncDispose]() {

@@ -1,3 +1,4 @@
-import { notImplemented } from "../../../shared/http.ts";
+import { runtimeDeps } from "../../../shared/runtime.ts";
+import { webhookHandler } from "../../../shared/webhook.ts";
 
-export default notImplemented("webhook", ["POST"]);
+export default webhookHandler(runtimeDeps(["webhook"]));

@@ -11,7 +11,7 @@
 begin;
 set local search_path = public, extensions, tests;
 
-select plan(57);
+select plan(62);
 
 -- Fixtures and helpers (as the superuser) ------------------------------------------------------------
 do $$
@@ -84,20 +84,24 @@ select is(pg_temp.sm_try('READY', 'VIRTUAL_ACCOUNT_ISSUED'), 'VIRTUAL_ACCOUNT_IS
 select is(pg_temp.sm_try('READY', 'PAID'), 'PAID', 'READY -> PAID is legal');
 select is(pg_temp.sm_try('READY', 'FAILED'), 'FAILED', 'READY -> FAILED is legal');
 select is(pg_temp.sm_try('READY', 'CANCELLED'), 'CANCELLED', 'READY -> CANCELLED is legal');
+select is(pg_temp.sm_try('READY', 'PARTIAL_CANCELLED'), 'PARTIAL_CANCELLED', 'READY -> PARTIAL_CANCELLED is legal (paid and partly refunded before our first sync)');
 
 select is(pg_temp.sm_try('PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED'), 'VIRTUAL_ACCOUNT_ISSUED', 'PAY_PENDING -> VIRTUAL_ACCOUNT_ISSUED is legal');
 select is(pg_temp.sm_try('PAY_PENDING', 'PAID'), 'PAID', 'PAY_PENDING -> PAID is legal');
 select is(pg_temp.sm_try('PAY_PENDING', 'FAILED'), 'FAILED', 'PAY_PENDING -> FAILED is legal');
 select is(pg_temp.sm_try('PAY_PENDING', 'CANCELLED'), 'CANCELLED', 'PAY_PENDING -> CANCELLED is legal');
+select is(pg_temp.sm_try('PAY_PENDING', 'PARTIAL_CANCELLED'), 'PARTIAL_CANCELLED', 'PAY_PENDING -> PARTIAL_CANCELLED is legal (skips PAID)');
 
 select is(pg_temp.sm_try('VIRTUAL_ACCOUNT_ISSUED', 'PAID'), 'PAID', 'VIRTUAL_ACCOUNT_ISSUED -> PAID is legal');
 select is(pg_temp.sm_try('VIRTUAL_ACCOUNT_ISSUED', 'FAILED'), 'FAILED', 'VIRTUAL_ACCOUNT_ISSUED -> FAILED is legal');
 select is(pg_temp.sm_try('VIRTUAL_ACCOUNT_ISSUED', 'CANCELLED'), 'CANCELLED', 'VIRTUAL_ACCOUNT_ISSUED -> CANCELLED is legal');
+select is(pg_temp.sm_try('VIRTUAL_ACCOUNT_ISSUED', 'PARTIAL_CANCELLED'), 'PARTIAL_CANCELLED', 'VIRTUAL_ACCOUNT_ISSUED -> PARTIAL_CANCELLED is legal (skips PAID)');
 
-select is(pg_temp.sm_try('FAILED', 'READY'), 'READY', 'FAILED -> READY is legal (retry)');
 select is(pg_temp.sm_try('FAILED', 'PAY_PENDING'), 'PAY_PENDING', 'FAILED -> PAY_PENDING is legal (retry)');
 select is(pg_temp.sm_try('FAILED', 'VIRTUAL_ACCOUNT_ISSUED'), 'VIRTUAL_ACCOUNT_ISSUED', 'FAILED -> VIRTUAL_ACCOUNT_ISSUED is legal (retry)');
 select is(pg_temp.sm_try('FAILED', 'PAID'), 'PAID', 'FAILED -> PAID is legal (retry)');
+select is(pg_temp.sm_try('FAILED', 'PARTIAL_CANCELLED'), 'PARTIAL_CANCELLED', 'FAILED -> PARTIAL_CANCELLED is legal (retry, skips PAID)');
+select is(pg_temp.sm_try('FAILED', 'CANCELLED'), 'CANCELLED', 'FAILED -> CANCELLED is legal (retry, skips PAID)');
 
 select is(pg_temp.sm_try('PAID', 'PARTIAL_CANCELLED'), 'PARTIAL_CANCELLED', 'PAID -> PARTIAL_CANCELLED is legal');
 select is(pg_temp.sm_try('PAID', 'CANCELLED'), 'CANCELLED', 'PAID -> CANCELLED is legal');
@@ -129,12 +133,13 @@ select is_empty(
      ),
      legal(f, t) as (
        values ('READY', 'PAY_PENDING'), ('READY', 'VIRTUAL_ACCOUNT_ISSUED'), ('READY', 'PAID'),
-              ('READY', 'FAILED'), ('READY', 'CANCELLED'),
+              ('READY', 'FAILED'), ('READY', 'CANCELLED'), ('READY', 'PARTIAL_CANCELLED'),
               ('PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED'), ('PAY_PENDING', 'PAID'), ('PAY_PENDING', 'FAILED'),
-              ('PAY_PENDING', 'CANCELLED'),
+              ('PAY_PENDING', 'CANCELLED'), ('PAY_PENDING', 'PARTIAL_CANCELLED'),
               ('VIRTUAL_ACCOUNT_ISSUED', 'PAID'), ('VIRTUAL_ACCOUNT_ISSUED', 'FAILED'),
-              ('VIRTUAL_ACCOUNT_ISSUED', 'CANCELLED'),
-              ('FAILED', 'READY'), ('FAILED', 'PAY_PENDING'), ('FAILED', 'VIRTUAL_ACCOUNT_ISSUED'), ('FAILED', 'PAID'),
+              ('VIRTUAL_ACCOUNT_ISSUED', 'CANCELLED'), ('VIRTUAL_ACCOUNT_ISSUED', 'PARTIAL_CANCELLED'),
+              ('FAILED', 'PAY_PENDING'), ('FAILED', 'VIRTUAL_ACCOUNT_ISSUED'), ('FAILED', 'PAID'),
+              ('FAILED', 'PARTIAL_CANCELLED'), ('FAILED', 'CANCELLED'),
               ('PAID', 'PARTIAL_CANCELLED'), ('PAID', 'CANCELLED'),
               ('PARTIAL_CANCELLED', 'CANCELLED')
        union all
@@ -171,6 +176,8 @@ select throws_ok(pg_temp.sm_update_sql('VIRTUAL_ACCOUNT_ISSUED', 'READY'),
   'P0001', 'illegal payment status transition VIRTUAL_ACCOUNT_ISSUED -> READY', 'VIRTUAL_ACCOUNT_ISSUED -> READY is refused');
 select throws_ok(pg_temp.sm_update_sql('PAY_PENDING', 'READY'),
   'P0001', 'illegal payment status transition PAY_PENDING -> READY', 'PAY_PENDING -> READY is refused');
+select throws_ok(pg_temp.sm_update_sql('FAILED', 'READY'),
+  'P0001', 'illegal payment status transition FAILED -> READY', 'FAILED -> READY is refused (a retry moves forward)');
 select throws_ok(pg_temp.sm_update_sql('PAID', 'FAILED'),
   'P0001', 'illegal payment status transition PAID -> FAILED', 'PAID -> FAILED is refused');
 select throws_ok(pg_temp.sm_update_sql('PAID', 'VIRTUAL_ACCOUNT_ISSUED'),

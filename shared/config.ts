@@ -57,6 +57,7 @@ const envSchema = z.object({
   DATABASE_URL: postgresUrl.optional(),
   DB_POOL_MAX: z.coerce.number().int().min(1).max(20).default(1),
   IDENTITY_CI_PEPPER: z.string().min(32, "must be at least 32 characters").optional(),
+  CUSTOMER_CANCEL_POLICY: z.enum(["deny", "allow"]).default("deny"),
 });
 
 export interface Config {
@@ -79,6 +80,8 @@ export interface Config {
   };
   readonly database: { readonly url: string; readonly poolMax: number };
   readonly identityCiPepper: string | undefined;
+  /** Whether a payment's owner may cancel it through `cancel` (admins always may). Default: deny. */
+  readonly customerCancelPolicy: "deny" | "allow";
 }
 
 export class ConfigError extends Error {
@@ -146,6 +149,7 @@ export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config 
     // DATABASE_URL wins so a deploy can point functions at the transaction pooler
     database: { url: (values.DATABASE_URL ?? values.SUPABASE_DB_URL)!, poolMax: values.DB_POOL_MAX },
     identityCiPepper: values.IDENTITY_CI_PEPPER,
+    customerCancelPolicy: values.CUSTOMER_CANCEL_POLICY,
   };
 }
 

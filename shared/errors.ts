@@ -24,6 +24,7 @@ export const errorStatus = {
   payment_not_cancellable: 409,
   cancel_amount_exceeds_cancellable: 409,
   cancel_in_progress: 409,
+  payment_out_of_sync: 409,
   billing_key_not_active: 409,
   identity_not_verified: 409,
   identity_already_linked: 409,

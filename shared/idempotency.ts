@@ -3,10 +3,11 @@
  * the first request with a key claims it and its final reply is stored; a retry with the same key and the
  * same request gets that reply again; the same key with a different request is refused (422); a retry
  * while the first is still running gets 409. Replies of 5xx are not stored, so a retry after an outage
- * runs again. A claim whose request died is taken over once its lease has run out.
+ * runs again, and neither are "in progress" refusals. A claim whose request died is taken over once its
+ * lease has run out.
  */
 import type { Sql } from "./db.ts";
-import { AppError } from "./errors.ts";
+import { AppError, type ErrorCode } from "./errors.ts";
 
 export interface StoredReply {
   readonly status: number;
@@ -24,6 +25,14 @@ export interface IdempotencyScope {
 }
 
 const leaseSeconds = 60;
+
+/** Refusals that only mean "not now": storing them would make every retry with the same key fail too. */
+const retryableCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "request_in_progress",
+  "cancel_in_progress",
+  "payment_in_progress",
+  "webhook_in_progress",
+]);
 
 /** Reads and checks the Idempotency-Key header; RFC 8941 quoting is accepted and removed. */
 export function idempotencyKeyFrom(request: Request): string | null {
@@ -63,7 +72,7 @@ function errorReply(error: AppError): { status: number; body: unknown } {
 
 /**
  * Runs `work` at most once per (user, route, key). `work` returns the JSON body of a 200; an AppError it
- * throws with a 4xx status is stored like a reply, anything else leaves the key free for a retry.
+ * throws with a final 4xx status is stored like a reply, anything else leaves the key free for a retry.
  */
 export async function withIdempotency(
   sql: Sql,
@@ -108,7 +117,7 @@ export async function withIdempotency(
   try {
     reply = { status: 200, body: await work() };
   } catch (error) {
-    if (error instanceof AppError && error.status < 500) {
+    if (error instanceof AppError && error.status < 500 && !retryableCodes.has(error.code)) {
       reply = errorReply(error);
     } else {
       await sql`delete from public.idempotency_keys where id = ${claimed.id}`.catch(() => {});

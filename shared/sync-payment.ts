@@ -236,11 +236,17 @@ export async function applySnapshot(
   sql: Sql,
   snapshot: PaymentSnapshot,
   source: SyncSource,
-  options: { requireLiveChannel: boolean; webhookId?: string | undefined },
+  options: {
+    requireLiveChannel: boolean;
+    webhookId?: string | undefined;
+    /** Runs under the payment's row lock before the snapshot is applied (e.g. settling our own cancel). */
+    beforeApply?: ((tx: TransactionSql) => Promise<void>) | undefined;
+  },
 ): Promise<SyncResult> {
   return await sql.begin(async (tx) => {
     const [row] = await selectPayment(tx, snapshot.id, true);
     if (!row) return { outcome: "not_ours" } as const;
+    await options.beforeApply?.(tx);
     if (!isNewerSnapshot(snapshot, row)) return { outcome: "unchanged", payment: toView(row) } as const;
     if (!canTransition(row.status, snapshot.status)) {
       // PortOne reporting a move our machine forbids (e.g. back to READY after a failure) is kept out of
@@ -343,7 +349,7 @@ export async function syncPayment(
   deps: SyncDeps,
   paymentId: string,
   source: SyncSource,
-  options: { webhookId?: string } = {},
+  options: { webhookId?: string; beforeApply?: (tx: TransactionSql) => Promise<void> } = {},
 ): Promise<SyncResult> {
   let parsed: ParsedPayment;
   try {
@@ -363,5 +369,6 @@ export async function syncPayment(
   return await applySnapshot(deps.sql, parsed, source, {
     requireLiveChannel: deps.requireLiveChannel,
     webhookId: options.webhookId,
+    beforeApply: options.beforeApply,
   });
 }

@@ -216,6 +216,8 @@ create table public.payment_cancellations (
   pg_cancellation_id text,
   -- the Idempotency-Key sent to PortOne, persisted before the call so a retry can never refund twice
   idempotency_key text unique check (char_length(idempotency_key) between 16 and 256),
+  -- the currentCancellableAmount sent with it: a retry must repeat the exact request PortOne keyed
+  current_cancellable_amount bigint check (current_cancellable_amount >= 0),
   refund_account_masked jsonb,
   failure_reason text,
   requested_at timestamptz not null default now(),

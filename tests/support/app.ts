@@ -5,8 +5,11 @@
  */
 import { readConfig } from "../../shared/config.ts";
 import { type AppDeps, createAppDeps } from "../../shared/runtime.ts";
+import { cancelHandler } from "../../shared/cancel.ts";
 import { confirmHandler } from "../../shared/confirm.ts";
 import { prepareHandler } from "../../shared/prepare.ts";
+import { billingKeyHandler } from "../../shared/billing-key.ts";
+import { identityVerificationHandler } from "../../shared/identity-verification.ts";
 import { webhookHandler } from "../../shared/webhook.ts";
 import type { EdgeFunction } from "../../shared/http.ts";
 import { type Sandbox, startSandbox } from "../sandbox/sandbox.ts";
@@ -102,6 +105,9 @@ function bindFunctions(deps: AppDeps) {
   return {
     prepare: prepareHandler(deps),
     confirm: confirmHandler(deps),
+    cancel: cancelHandler(deps),
+    "billing-key": billingKeyHandler(deps),
+    "identity-verification": identityVerificationHandler(deps),
     webhook: webhookHandler(deps),
   } satisfies Record<string, EdgeFunction>;
 }

@@ -1,3 +1,4 @@
-import { notImplemented } from "../../../shared/http.ts";
+import { billingKeyHandler } from "../../../shared/billing-key.ts";
+import { runtimeDeps } from "../../../shared/runtime.ts";
 
-export default notImplemented("billing-key", ["GET", "POST", "DELETE"]);
+export default billingKeyHandler(runtimeDeps());

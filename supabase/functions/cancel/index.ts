@@ -1,3 +1,4 @@
-import { notImplemented } from "../../../shared/http.ts";
+import { cancelHandler } from "../../../shared/cancel.ts";
+import { runtimeDeps } from "../../../shared/runtime.ts";
 
-export default notImplemented("cancel", ["POST"]);
+export default cancelHandler(runtimeDeps());

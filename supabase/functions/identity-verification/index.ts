@@ -1,3 +1,4 @@
-import { notImplemented } from "../../../shared/http.ts";
+import { identityVerificationHandler } from "../../../shared/identity-verification.ts";
+import { runtimeDeps } from "../../../shared/runtime.ts";
 
-export default notImplemented("identity-verification", ["GET", "POST"]);
+export default identityVerificationHandler(runtimeDeps(["identity"]));

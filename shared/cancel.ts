@@ -1,0 +1,400 @@
+/**
+ * `cancel`: full and partial refunds that can never pay out twice.
+ *
+ * 1. Reserve: one transaction under the payment's row lock checks who may cancel and how much is left, and
+ *    records the cancellation as REQUESTED with the exact request we will send PortOne, including its
+ *    Idempotency-Key (derived from the caller's own Idempotency-Key, so a retried request reuses it).
+ * 2. Call PortOne with `currentCancellableAmount` (PortOne refuses if its balance moved) and that key.
+ * 3. Settle from PortOne's answer in a second transaction, together with a fresh snapshot of the payment.
+ *
+ * One cancellation per payment is in flight at a time: a second one gets 409 `cancel_in_progress`. That keeps
+ * `currentCancellableAmount` exact and lets a lost answer be matched to its request without guessing. An
+ * unknown outcome (timeout, 5xx) keeps the reservation; the caller's retry with the same Idempotency-Key
+ * repeats the identical keyed request, which PortOne performs at most once; a webhook or reconcile settles
+ * it otherwise.
+ */
+import type { Caller } from "./auth.ts";
+import { bankCodes, pgProvidersRequiringRefundPhone } from "./banks.ts";
+import type { TransactionSql } from "./db.ts";
+import { z } from "./deps.ts";
+import { AppError } from "./errors.ts";
+import { defineFunction, type EdgeFunction, readJson, replyJson } from "./http.ts";
+import { idempotencyKeyFrom, sha256Hex, withIdempotency } from "./idempotency.ts";
+import { log } from "./log.ts";
+import { type PaymentCancellation, PortOneRefusal } from "./portone.ts";
+import { maskDigits } from "./portone-snapshot.ts";
+import type { AppDeps } from "./runtime.ts";
+import { paymentIdSchema } from "./confirm.ts";
+import { syncPayment } from "./sync-payment.ts";
+
+const money = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
+export const RefundAccount = z.strictObject({
+  bank: z.enum(bankCodes),
+  number: z.string().regex(/^[0-9]{6,20}$/, "must be 6 to 20 digits"),
+  holderName: z.string().trim().min(1).max(50),
+  holderPhoneNumber: z.string().regex(/^[0-9]{9,11}$/, "must be 9 to 11 digits").optional(),
+});
+export type RefundAccount = z.infer<typeof RefundAccount>;
+
+export const CancelRequest = z.strictObject({
+  paymentId: paymentIdSchema,
+  amount: money.optional(),
+  taxFreeAmount: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  reason: z.string().trim().min(1).max(200),
+  refundAccount: z.unknown().optional(),
+});
+export type CancelRequest = z.infer<typeof CancelRequest>;
+
+export interface CancelResponse {
+  readonly paymentId: string;
+  readonly status: string;
+  readonly cancellation: { readonly id: string; readonly amount: number; readonly status: string };
+  readonly cancelledAmount: number;
+  readonly cancellableAmount: number;
+}
+
+interface LockedPayment {
+  id: string;
+  user_id: string;
+  status: string;
+  paid_amount: number;
+  cancelled_amount: number;
+  tax_free_amount: number;
+  cancelled_tax_free_amount: number;
+  method_type: string | null;
+  pg_provider: string | null;
+}
+
+interface CancellationRow {
+  id: string;
+  payment_id: string;
+  status: "REQUESTED" | "SUCCEEDED" | "FAILED";
+  amount: number;
+  tax_free_amount: number;
+  reason: string;
+  requester: "CUSTOMER" | "ADMIN";
+  idempotency_key: string;
+  current_cancellable_amount: number;
+  portone_cancellation_id: string | null;
+}
+
+/** What to send PortOne: the reservation, and whether it is a retry of an earlier identical request. */
+type Reservation =
+  | { readonly kind: "call"; readonly cancellation: CancellationRow }
+  | { readonly kind: "settled"; readonly cancellation: CancellationRow };
+
+function maskName(name: string): string {
+  const chars = [...name];
+  return chars.length <= 1 ? "*" : `${chars[0]}${"*".repeat(chars.length - 1)}`;
+}
+
+/** Refund-account problems are caught before PortOne is ever called. */
+function checkRefundAccount(payment: LockedPayment, raw: unknown): RefundAccount | undefined {
+  if (payment.method_type !== "VIRTUAL_ACCOUNT") return undefined;
+  if (raw === undefined) {
+    throw new AppError(
+      "refund_account_required",
+      "A virtual-account payment is refunded to a bank account: send refundAccount",
+    );
+  }
+  const parsed = RefundAccount.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new AppError(
+      "invalid_refund_account",
+      `Invalid refundAccount.${issue?.path.join(".")}: ${issue?.message}`,
+      {
+        details: { field: `refundAccount.${issue?.path.join(".") ?? ""}` },
+      },
+    );
+  }
+  if (pgProvidersRequiringRefundPhone.has(payment.pg_provider ?? "") && !parsed.data.holderPhoneNumber) {
+    throw new AppError("invalid_refund_account", "This PG needs refundAccount.holderPhoneNumber", {
+      details: { field: "refundAccount.holderPhoneNumber" },
+    });
+  }
+  return parsed.data;
+}
+
+async function reserve(
+  deps: AppDeps,
+  caller: Caller,
+  input: CancelRequest,
+  portoneKey: string,
+): Promise<Reservation> {
+  return await deps.sql.begin(async (tx) => {
+    const [payment] = await tx<LockedPayment[]>`
+      select id, user_id, status, paid_amount, cancelled_amount, tax_free_amount, cancelled_tax_free_amount,
+             method_type, pg_provider
+      from public.payments where id = ${input.paymentId}
+      for update`;
+    const isOwner = payment?.user_id === caller.userId;
+    if (!payment || (!isOwner && !caller.isAdmin)) throw new AppError("not_found", "Payment not found");
+    if (!caller.isAdmin && deps.config.customerCancelPolicy !== "allow") {
+      throw new AppError("forbidden", "Cancelling is not open to customers; ask the merchant");
+    }
+
+    const [existing] = await tx<CancellationRow[]>`
+      select * from public.payment_cancellations where idempotency_key = ${portoneKey}`;
+    if (existing) {
+      const sameRequest = existing.payment_id === input.paymentId &&
+        (input.amount === undefined || input.amount === existing.amount) &&
+        (input.taxFreeAmount === undefined || input.taxFreeAmount === existing.tax_free_amount);
+      if (!sameRequest) {
+        throw new AppError(
+          "idempotency_key_reused",
+          "This Idempotency-Key was used for a different cancellation",
+        );
+      }
+      return existing.status === "REQUESTED"
+        ? { kind: "call", cancellation: existing }
+        : { kind: "settled", cancellation: existing };
+    }
+
+    const [inFlight] = await tx`
+      select id from public.payment_cancellations where payment_id = ${payment.id} and status = 'REQUESTED' limit 1`;
+    if (inFlight) {
+      throw new AppError(
+        "cancel_in_progress",
+        "Another cancellation of this payment is in progress; retry shortly",
+      );
+    }
+    if (payment.status !== "PAID" && payment.status !== "PARTIAL_CANCELLED") {
+      throw new AppError("payment_not_cancellable", `A ${payment.status} payment cannot be cancelled`);
+    }
+    const cancellable = payment.paid_amount - payment.cancelled_amount;
+    const amount = input.amount ?? cancellable;
+    if (amount <= 0 || amount > cancellable) {
+      throw new AppError("cancel_amount_exceeds_cancellable", `At most ${cancellable} can be cancelled`, {
+        details: { cancellableAmount: cancellable },
+      });
+    }
+    const taxFreeLeft = Math.max(payment.tax_free_amount - payment.cancelled_tax_free_amount, 0);
+    const taxFree = input.taxFreeAmount ?? 0;
+    if (taxFree > taxFreeLeft || taxFree > amount) {
+      throw new AppError(
+        "cancel_amount_exceeds_cancellable",
+        `At most ${Math.min(taxFreeLeft, amount)} tax-free can be cancelled`,
+        {
+          details: { field: "taxFreeAmount", cancellableTaxFreeAmount: taxFreeLeft },
+        },
+      );
+    }
+    const account = checkRefundAccount(payment, input.refundAccount);
+
+    const [created] = await tx<CancellationRow[]>`
+      insert into public.payment_cancellations
+        (payment_id, status, amount, tax_free_amount, reason, requester, requested_by, idempotency_key,
+         current_cancellable_amount, refund_account_masked)
+      values
+        (${payment.id}, 'REQUESTED', ${amount}, ${taxFree}, ${input.reason}, ${
+      caller.isAdmin ? "ADMIN" : "CUSTOMER"
+    },
+         ${caller.userId}, ${portoneKey}, ${cancellable},
+         ${
+      account
+        ? tx.json({
+          bank: account.bank,
+          numberMasked: maskDigits(account.number),
+          holderName: maskName(account.holderName),
+        })
+        : null
+    })
+      returning *`;
+    await tx`
+      update public.payments set cancel_reserved_amount = cancel_reserved_amount + ${amount} where id = ${payment.id}`;
+    await tx`
+      insert into public.payment_events (payment_id, source, kind, from_status, to_status, detail)
+      values (${payment.id}, 'cancel', 'cancel_requested', ${payment.status}, ${payment.status},
+              ${
+      tx.json({ cancellationId: created!.id, amount, taxFreeAmount: taxFree, requester: created!.requester })
+    })`;
+    return { kind: "call", cancellation: created! };
+  });
+}
+
+/** Records PortOne's answer on our cancellation row and releases what is no longer reserved. */
+function settleRow(cancellationId: string, answer: {
+  status: "REQUESTED" | "SUCCEEDED" | "FAILED";
+  portoneId?: string | undefined;
+  pgCancellationId?: string | undefined;
+  failureReason?: string | undefined;
+}) {
+  return async (tx: TransactionSql) => {
+    const [row] = await tx<{ payment_id: string }[]>`
+      update public.payment_cancellations set
+        status = ${answer.status},
+        portone_cancellation_id = coalesce(portone_cancellation_id, ${answer.portoneId ?? null}),
+        pg_cancellation_id = coalesce(${answer.pgCancellationId ?? null}, pg_cancellation_id),
+        failure_reason = ${answer.failureReason ?? null},
+        settled_at = case when ${answer.status} = 'REQUESTED' then null else coalesce(settled_at, now()) end
+      where id = ${cancellationId} and status = 'REQUESTED'
+      returning payment_id`;
+    if (!row) return;
+    await tx`
+      update public.payments set cancel_reserved_amount = (
+        select coalesce(sum(amount), 0) from public.payment_cancellations
+        where payment_id = ${row.payment_id} and status = 'REQUESTED')
+      where id = ${row.payment_id}`;
+    if (answer.status !== "REQUESTED") {
+      await tx`
+        insert into public.payment_events (payment_id, source, kind, detail)
+        values (${row.payment_id}, 'cancel', ${
+        answer.status === "SUCCEEDED" ? "cancel_succeeded" : "cancel_failed"
+      },
+                ${
+        tx.json({
+          cancellationId,
+          portoneCancellationId: answer.portoneId ?? null,
+          reason: answer.failureReason ?? null,
+        })
+      })`;
+    }
+  };
+}
+
+/** Settles under the payment lock together with a fresh snapshot; falls back to the row alone. */
+async function settle(
+  deps: AppDeps,
+  cancellation: CancellationRow,
+  answer: Parameters<typeof settleRow>[1],
+): Promise<void> {
+  const apply = settleRow(cancellation.id, answer);
+  try {
+    const result = await syncPayment(
+      { sql: deps.sql, portone: deps.portone, requireLiveChannel: deps.config.portone.requireLiveChannel },
+      cancellation.payment_id,
+      "cancel",
+      { beforeApply: apply },
+    );
+    if (result.outcome === "applied" || result.outcome === "unchanged") return;
+  } catch (error) {
+    // PortOne answered the cancel but not the re-fetch: record the answer now; the webhook brings the rest
+    log("warn", "cancel_settled_without_snapshot", { paymentId: cancellation.payment_id, error });
+  }
+  await deps.sql.begin(async (tx) => {
+    await tx`select 1 from public.payments where id = ${cancellation.payment_id} for update`;
+    await apply(tx);
+  });
+}
+
+const refusalCodes: Record<
+  string,
+  { code: "cancel_amount_exceeds_cancellable" | "payment_not_cancellable" | "payment_out_of_sync" }
+> = {
+  CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN: { code: "payment_out_of_sync" },
+  CANCEL_AMOUNT_EXCEEDS_CANCELLABLE_AMOUNT: { code: "cancel_amount_exceeds_cancellable" },
+  CANCEL_TAX_FREE_AMOUNT_EXCEEDS_CANCELLABLE_TAX_FREE_AMOUNT: { code: "cancel_amount_exceeds_cancellable" },
+  CANCEL_TAX_AMOUNT_EXCEEDS_CANCELLABLE_TAX_AMOUNT: { code: "cancel_amount_exceeds_cancellable" },
+  PAYMENT_ALREADY_CANCELLED: { code: "payment_not_cancellable" },
+  PAYMENT_NOT_PAID: { code: "payment_not_cancellable" },
+};
+
+async function callPortOne(
+  deps: AppDeps,
+  cancellation: CancellationRow,
+  refundAccount: RefundAccount | undefined,
+): Promise<PaymentCancellation> {
+  try {
+    return await deps.portone.cancelPayment({
+      paymentId: cancellation.payment_id,
+      amount: cancellation.amount,
+      ...(cancellation.tax_free_amount > 0 ? { taxFreeAmount: cancellation.tax_free_amount } : {}),
+      reason: cancellation.reason,
+      requester: cancellation.requester,
+      currentCancellableAmount: cancellation.current_cancellable_amount,
+      ...(refundAccount ? { refundAccount } : {}),
+      idempotencyKey: cancellation.idempotency_key,
+    });
+  } catch (error) {
+    if (!(error instanceof PortOneRefusal)) throw error; // unknown outcome: keep the reservation
+    if (error.type === "IDEMPOTENCY_OUTSTANDING_REQUEST") {
+      throw new AppError(
+        "cancel_in_progress",
+        "This cancellation is still being processed at PortOne; retry shortly",
+      );
+    }
+    // PortOne refused: nothing was refunded, so the reservation is released and our view refreshed
+    await settle(deps, cancellation, { status: "FAILED", failureReason: error.type });
+    const mapped = refusalCodes[error.type];
+    if (mapped?.code === "payment_out_of_sync") {
+      throw new AppError(
+        "payment_out_of_sync",
+        "The payment changed at PortOne; review it and retry with a new Idempotency-Key",
+      );
+    }
+    if (mapped) throw new AppError(mapped.code, error.message);
+    if (error.type === "INVALID_REQUEST" && refundAccount) {
+      throw new AppError("invalid_refund_account", "PortOne refused the refund account");
+    }
+    throw new AppError("portone_error", "PortOne refused the cancellation", {
+      cause: error,
+      details: error.pgCode ? { pgCode: error.pgCode, pgMessage: error.pgMessage ?? null } : {},
+    });
+  }
+}
+
+export async function cancelPayment(
+  deps: AppDeps,
+  caller: Caller,
+  input: CancelRequest,
+  clientKey: string,
+): Promise<CancelResponse> {
+  // Derived, not random: the same request retried after a timeout carries the same PortOne key.
+  const portoneKey = `cancel-${(await sha256Hex(`${caller.userId}:${clientKey}`)).slice(0, 48)}`;
+  const reservation = await reserve(deps, caller, input, portoneKey);
+  let cancellation = reservation.cancellation;
+  if (reservation.kind === "call") {
+    const payment = await deps.sql<LockedPayment[]>`
+      select method_type, pg_provider from public.payments where id = ${cancellation.payment_id}`;
+    const refundAccount = payment[0]
+      ? checkRefundAccount(payment[0] as LockedPayment, input.refundAccount)
+      : undefined;
+    const answer = await callPortOne(deps, cancellation, refundAccount);
+    const status =
+      answer.status === "SUCCEEDED" || answer.status === "FAILED" || answer.status === "REQUESTED"
+        ? answer.status
+        : "REQUESTED";
+    await settle(deps, cancellation, {
+      status,
+      portoneId: "id" in answer ? answer.id : undefined,
+      pgCancellationId: "pgCancellationId" in answer ? answer.pgCancellationId : undefined,
+    });
+  }
+  const [row] = await deps.sql<
+    (CancellationRow & { payment_status: string; cancelled_amount: number; cancellable_amount: number })[]
+  >`
+    select c.*, p.status as payment_status, p.cancelled_amount, p.cancellable_amount
+    from public.payment_cancellations c join public.payments p on p.id = c.payment_id
+    where c.id = ${cancellation.id}`;
+  cancellation = row!;
+  return {
+    paymentId: row!.payment_id,
+    status: row!.payment_status,
+    cancellation: { id: row!.id, amount: row!.amount, status: row!.status },
+    cancelledAmount: row!.cancelled_amount,
+    cancellableAmount: row!.cancellable_amount,
+  };
+}
+
+/** The `cancel` function: POST { paymentId, amount?, taxFreeAmount?, reason, refundAccount? } + Idempotency-Key. */
+export function cancelHandler(deps: AppDeps): EdgeFunction {
+  return defineFunction({
+    name: "cancel",
+    methods: ["POST"],
+    auth: "user",
+    verifyAccessToken: deps.verifyAccessToken,
+    handle: async ({ request, caller }) => {
+      const input = await readJson(request, CancelRequest);
+      const key = idempotencyKeyFrom(request);
+      if (key === null) {
+        throw new AppError("invalid_request", "Cancelling requires an Idempotency-Key header", {
+          details: { field: "Idempotency-Key" },
+        });
+      }
+      const scope = { userId: caller.userId, route: "cancel", key, request: input };
+      return replyJson(await withIdempotency(deps.sql, scope, () => cancelPayment(deps, caller, input, key)));
+    },
+  });
+}

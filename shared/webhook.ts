@@ -14,6 +14,7 @@ import { log } from "./log.ts";
 import { verifyWebhookSignature, WebhookVerificationError } from "./portone.ts";
 import type { AppDeps } from "./runtime.ts";
 import { syncPayment } from "./sync-payment.ts";
+import { syncBillingKey } from "./billing-key.ts";
 
 /** Transaction events: each one means "re-fetch this payment". */
 const transactionTypes = new Set([
@@ -39,14 +40,6 @@ const leaseSeconds = 60;
 const duplicateWaitMs = 5_000;
 
 export type WebhookOutcome = "processed" | "ignored";
-
-export interface WebhookDeps extends AppDeps {
-  /** Re-fetches a billing key and updates our row; provided by shared/billing-key.ts. */
-  readonly syncBillingKey?: (
-    deps: AppDeps,
-    billingKey: string,
-  ) => Promise<"updated" | "unchanged" | "not_ours">;
-}
 
 interface VerifiedEvent {
   readonly type: string;
@@ -151,7 +144,7 @@ async function readStatus(deps: AppDeps, id: number): Promise<string | undefined
 }
 
 async function dispatch(
-  deps: WebhookDeps,
+  deps: AppDeps,
   event: VerifiedEvent,
   webhookId: string,
 ): Promise<[WebhookOutcome, string | null]> {
@@ -172,10 +165,8 @@ async function dispatch(
   }
   if (billingKeyTypes.has(event.type)) {
     const billingKey = stringField(event.data, "billingKey");
-    if (!billingKey || !deps.syncBillingKey) {
-      return ["ignored", billingKey ? "billing_keys_not_enabled" : "no_billing_key"];
-    }
-    return (await deps.syncBillingKey(deps, billingKey)) === "not_ours"
+    if (!billingKey) return ["ignored", "no_billing_key"];
+    return (await syncBillingKey(deps, billingKey)) === "not_ours"
       ? ["ignored", "unknown_billing_key"]
       : ["processed", null];
   }
@@ -198,7 +189,7 @@ async function finish(
     where id = ${id} and lease_token = ${leaseToken}`;
 }
 
-export async function receiveWebhook(deps: WebhookDeps, request: Request): Promise<Response> {
+export async function receiveWebhook(deps: AppDeps, request: Request): Promise<Response> {
   // the raw text, exactly as signed; headers as a plain object (the SDK cannot read a Headers object)
   const rawBody = await readBodyText(request);
   const headers = Object.fromEntries(request.headers);
@@ -252,7 +243,7 @@ export async function receiveWebhook(deps: WebhookDeps, request: Request): Promi
 }
 
 /** The `webhook` function: no Supabase JWT (verify_jwt = false); the signature authenticates PortOne. */
-export function webhookHandler(deps: WebhookDeps): EdgeFunction {
+export function webhookHandler(deps: AppDeps): EdgeFunction {
   return defineFunction({
     name: "webhook",
     methods: ["POST"],

@@ -263,6 +263,46 @@ Deno.test("webhook", async (t) => {
     },
   );
 
+  await t.step("BillingKey events re-fetch the key: a deletion at PortOne marks ours deleted", async () => {
+    const user = await app.createUser();
+    const billingKey = app.sandbox.issueBillingKey({
+      customerId: user.id,
+      card: { number: "5365101234569012" },
+    });
+    const registered = await app.call("billing-key", { user, body: { billingKey } });
+    assert.equal(registered.status, 200);
+    await app.sandbox.idle();
+    await app.deps.portone.deleteBillingKey(billingKey, "고객 요청", "ADMIN");
+    await app.sandbox.idle();
+    const deleted = app.sandbox.deliveries().find((d) =>
+      d.type === "BillingKey.Deleted" && d.payload.data.billingKey === billingKey
+    );
+    assert.equal(deleted?.status, 200);
+    const [row] = await app.deps
+      .sql`select status, deleted_at is not null as has_deleted_at from public.billing_keys where billing_key = ${billingKey}`;
+    assert.deepEqual({ ...row }, { status: "DELETED", has_deleted_at: true });
+    const [logged] = await app.deps.sql`select status, payload from public.webhook_logs where webhook_id = ${
+      deleted!.webhookId
+    }`;
+    assert.equal(logged?.status, "processed");
+    assert.ok(
+      !JSON.stringify(logged?.payload).includes(billingKey),
+      "the inbox never stores the billing key",
+    );
+
+    const stranger = app.sandbox.issueBillingKey({ customerId: crypto.randomUUID() });
+    await app.sandbox.idle();
+    const issued = app.sandbox.deliveries().find((d) =>
+      d.type === "BillingKey.Issued" && d.payload.data.billingKey === stranger
+    );
+    assert.deepEqual(await inbox(app, issued!.webhookId), {
+      status: "ignored",
+      attempts: 1,
+      payload_conflict: false,
+      last_error: "unknown_billing_key",
+    });
+  });
+
   await t.step("a redelivered id with a different body is flagged, not merged", async () => {
     const webhookId = `msg_${crypto.randomUUID()}`;
     for (const paymentId of ["pay_conflict_first_000001", "pay_conflict_second_00002"]) {

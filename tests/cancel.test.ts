@@ -10,13 +10,20 @@ interface Paid {
 /** A payment paid through the sandbox and confirmed, owned by a fresh user. */
 async function paidPayment(
   app: TestApp,
-  options: { price?: number; taxFree?: number; method?: "CARD" | "VIRTUAL_ACCOUNT" } = {},
+  options: { price?: number; taxFree?: number; method?: "CARD" | "VIRTUAL_ACCOUNT"; asyncCancel?: boolean } =
+    {},
 ): Promise<Paid> {
   const user = await app.createUser();
   const product = await app.createProduct({ price: options.price ?? 10000, taxFree: options.taxFree ?? 0 });
   const order = await app.createOrder(user, [{ productId: product, quantity: 1 }]);
   const { body: checkout } = await app.call("prepare", { user, body: { orderId: order.id } });
-  app.sandbox.pay({ ...checkout, channel: "TEST", method: options.method ?? "CARD", customerId: user.id });
+  app.sandbox.pay({
+    ...checkout,
+    channel: "TEST",
+    method: options.method ?? "CARD",
+    customerId: user.id,
+    asyncCancel: options.asyncCancel ?? false,
+  });
   if (options.method === "VIRTUAL_ACCOUNT") app.sandbox.depositVirtualAccount(checkout.paymentId);
   const confirmed = await app.call("confirm", { user, body: { paymentId: checkout.paymentId } });
   assert.equal(confirmed.body.status, "PAID");
@@ -253,6 +260,36 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
       assert.equal(retry.body.cancelledAmount, 3000);
     },
   );
+
+  await t.step("an asynchronous cancel stays REQUESTED until PortOne's webhook settles it", async () => {
+    app.serveWebhook();
+    try {
+      const { user, paymentId } = await paidPayment(app, { asyncCancel: true });
+      const { status, body } = await cancel(app, user, { paymentId, amount: 3000, reason: "비동기 취소" });
+      assert.equal(status, 200);
+      assert.equal(body.cancellation.status, "REQUESTED");
+      assert.equal(body.status, "PAID");
+      assert.equal((await stored(app, paymentId)).cancel_reserved_amount, 3000);
+      const second = await cancel(app, user, { paymentId, amount: 1000, reason: "또 취소" });
+      assert.equal(second.body.error.code, "cancel_in_progress");
+
+      app.sandbox.completeCancellation({ paymentId, outcome: "SUCCEEDED" });
+      await app.sandbox.idle();
+      assert.deepEqual(await stored(app, paymentId), {
+        status: "PARTIAL_CANCELLED",
+        cancelled_amount: 3000,
+        cancellable_amount: 7000,
+        cancel_reserved_amount: 0,
+        order_status: "partial_cancelled",
+        succeeded: 1,
+      });
+      const [row] = await app.deps
+        .sql`select status from public.payment_cancellations where id = ${body.cancellation.id}`;
+      assert.equal(row?.status, "SUCCEEDED");
+    } finally {
+      app.sandbox.setWebhookUrl(undefined);
+    }
+  });
 
   await t.step("a payment that is not paid → 409 payment_not_cancellable", async () => {
     const user = await app.createUser();

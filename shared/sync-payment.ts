@@ -247,7 +247,10 @@ export async function applySnapshot(
     const [row] = await selectPayment(tx, snapshot.id, true);
     if (!row) return { outcome: "not_ours" } as const;
     await options.beforeApply?.(tx);
-    if (!isNewerSnapshot(snapshot, row)) return { outcome: "unchanged", payment: toView(row) } as const;
+    // The locking read re-reads a payment row that changed while we waited, but not the joined order;
+    // answers therefore come from a fresh statement, which sees everything committed before the lock.
+    const freshView = async () => toView((await selectPayment(tx, snapshot.id, false))[0]!);
+    if (!isNewerSnapshot(snapshot, row)) return { outcome: "unchanged", payment: await freshView() } as const;
     if (!canTransition(row.status, snapshot.status)) {
       // PortOne reporting a move our machine forbids (e.g. back to READY after a failure) is kept out of
       // our records and surfaced, instead of failing every retry of the delivery that carried it.
@@ -257,7 +260,7 @@ export async function applySnapshot(
         to: snapshot.status,
         source,
       });
-      return { outcome: "unchanged", payment: toView(row) } as const;
+      return { outcome: "unchanged", payment: await freshView() } as const;
     }
 
     const reasons: MismatchReason[] = verifySnapshot(snapshot, {
@@ -334,8 +337,7 @@ export async function applySnapshot(
         mismatch: reasons,
       });
     }
-    const [fresh] = await selectPayment(tx, snapshot.id, false);
-    return { outcome: changed ? "applied" : "unchanged", payment: toView(fresh!) } as const;
+    return { outcome: changed ? "applied" : "unchanged", payment: await freshView() } as const;
   });
 }
 

@@ -1,0 +1,74 @@
+/**
+ * `deno task dev`: the local stack in the foreground. Prints where everything is and how to call it, and
+ * stops everything it started on Ctrl-C (SIGINT) or SIGTERM.
+ */
+import { startStack } from "./stack.ts";
+
+const encoder = new TextEncoder();
+const say = (line = "") => Deno.stdout.writeSync(encoder.encode(`${line}\n`));
+
+const stack = await startStack({ progress: (line) => say(`  ${line}`) }).catch((error) => {
+  Deno.stderr.writeSync(encoder.encode(`error: ${error instanceof Error ? error.message : String(error)}\n`));
+  Deno.exit(1);
+});
+const { state } = stack;
+
+const fnLines = Object.entries(state.functions).map(([name, fn]) =>
+  `  ${state.supabaseUrl}/functions/v1/${name}${fn.verifyJwt ? "" : "   (verify_jwt = false)"}${
+    fn.loaded ? "" : `   FAILED TO LOAD: ${fn.error}`
+  }`
+);
+say();
+say(`Local payments stack ready in ${(state.readyMs / 1000).toFixed(1)}s`);
+say();
+say(`SUPABASE_URL      ${state.supabaseUrl}`);
+say(`anon key          ${state.anonKey}`);
+say(`JWKS              ${state.supabaseUrl}/auth/v1/.well-known/jwks.json`);
+say(`demo checkout     ${state.supabaseUrl}/`);
+say(
+  `database          ${state.databaseUrl}   (${
+    state.database === "cluster" ? "throwaway cluster, removed on exit" : "DATABASE_URL"
+  })`,
+);
+if (state.sandbox) {
+  say(
+    `PortOne sandbox   API ${state.sandbox.url}   control ${state.sandbox.controlUrl}   store ${state.sandbox.storeId}`,
+  );
+} else {
+  say(`PortOne           external store from PORTONE_* (point its webhook at ${state.webhookUrl})`);
+}
+say(`webhooks          ${state.webhookUrl}`);
+say(`state file        ${Deno.env.get("DEVSTACK_STATE_FILE") ?? ".artifacts/devstack.json"}`);
+say();
+say("Functions:");
+for (const line of fnLines) say(line);
+say();
+say("A user token (creates the auth.users row):");
+say("  TOKEN=$(deno task -q token)            # or: deno task -q token [--admin] <user-uuid>");
+say("  (--admin: a merchant admin, app_metadata.payments_admin, who may cancel)");
+say();
+say("curl:");
+say(`  curl -s ${state.supabaseUrl}/functions/v1/confirm -H "Authorization: Bearer $TOKEN" \\`);
+say(`    -H 'content-type: application/json' -d '{"paymentId":"pay_0123456789abcdef"}'`);
+say();
+say("supabase-js:");
+say(
+  `  const supabase = createClient("${state.supabaseUrl}", "<anon key>", { accessToken: () => Promise.resolve(TOKEN) });`,
+);
+say(`  const { data, error } = await supabase.functions.invoke("prepare", { body: { orderId } });`);
+say();
+say("Ctrl-C stops everything.");
+
+let stopping = false;
+const stop = () => {
+  if (stopping) return;
+  stopping = true;
+  say("stopping…");
+  const timer = setTimeout(() => Deno.exit(1), 10_000);
+  void stack.close().finally(() => {
+    clearTimeout(timer);
+    Deno.exit(0);
+  });
+};
+Deno.addSignalListener("SIGINT", stop);
+Deno.addSignalListener("SIGTERM", stop);

@@ -81,7 +81,12 @@ interface CancellationRow {
 
 /** What to send PortOne: the reservation, and whether it is a retry of an earlier identical request. */
 type Reservation =
-  | { readonly kind: "call"; readonly cancellation: CancellationRow }
+  | {
+    readonly kind: "call";
+    readonly cancellation: CancellationRow;
+    /** Sent to PortOne, never stored: only its masked form is kept. */
+    readonly refundAccount: RefundAccount | undefined;
+  }
   | { readonly kind: "settled"; readonly cancellation: CancellationRow };
 
 function maskName(name: string): string {
@@ -148,7 +153,11 @@ async function reserve(
         );
       }
       return existing.status === "REQUESTED"
-        ? { kind: "call", cancellation: existing }
+        ? {
+          kind: "call",
+          cancellation: existing,
+          refundAccount: checkRefundAccount(payment, input.refundAccount),
+        }
         : { kind: "settled", cancellation: existing };
     }
 
@@ -210,7 +219,7 @@ async function reserve(
               ${
       tx.json({ cancellationId: created!.id, amount, taxFreeAmount: taxFree, requester: created!.requester })
     })`;
-    return { kind: "call", cancellation: created! };
+    return { kind: "call", cancellation: created!, refundAccount: account };
   });
 }
 
@@ -344,14 +353,9 @@ export async function cancelPayment(
   // Derived, not random: the same request retried after a timeout carries the same PortOne key.
   const portoneKey = `cancel-${(await sha256Hex(`${caller.userId}:${clientKey}`)).slice(0, 48)}`;
   const reservation = await reserve(deps, caller, input, portoneKey);
-  let cancellation = reservation.cancellation;
+  const cancellation = reservation.cancellation;
   if (reservation.kind === "call") {
-    const payment = await deps.sql<LockedPayment[]>`
-      select method_type, pg_provider from public.payments where id = ${cancellation.payment_id}`;
-    const refundAccount = payment[0]
-      ? checkRefundAccount(payment[0] as LockedPayment, input.refundAccount)
-      : undefined;
-    const answer = await callPortOne(deps, cancellation, refundAccount);
+    const answer = await callPortOne(deps, cancellation, reservation.refundAccount);
     const status =
       answer.status === "SUCCEEDED" || answer.status === "FAILED" || answer.status === "REQUESTED"
         ? answer.status
@@ -368,7 +372,6 @@ export async function cancelPayment(
     select c.*, p.status as payment_status, p.cancelled_amount, p.cancellable_amount
     from public.payment_cancellations c join public.payments p on p.id = c.payment_id
     where c.id = ${cancellation.id}`;
-  cancellation = row!;
   return {
     paymentId: row!.payment_id,
     status: row!.payment_status,

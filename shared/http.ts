@@ -135,7 +135,11 @@ export function validate<T extends z.ZodType>(schema: T, value: unknown): z.outp
 export function defineFunction(definition: FunctionDefinition): EdgeFunction {
   return {
     async fetch(request: Request): Promise<Response> {
-      const requestId = request.headers.get("x-request-id") ?? crypto.randomUUID();
+      // a caller-supplied id is kept for tracing only when it is short and plain (it lands in log lines)
+      const suppliedId = request.headers.get("x-request-id");
+      const requestId = suppliedId && /^[A-Za-z0-9._-]{1,64}$/.test(suppliedId)
+        ? suppliedId
+        : crypto.randomUUID();
       const started = performance.now();
       let response: Response;
       try {

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { startTestApp, type TestApp, type TestOrder, type TestUser } from "./support/app.ts";
+import {
+  capturedLogLines,
+  startTestApp,
+  type TestApp,
+  type TestOrder,
+  type TestUser,
+} from "./support/app.ts";
 
 /** A prepared payment of a fresh order, ready for the sandbox's payment window. */
 async function preparedPayment(app: TestApp, price = 27000, payMethod?: string) {
@@ -220,6 +226,16 @@ Deno.test("confirm", async (t) => {
       from_status: "READY",
       to_status: "PAID",
     }]);
+  });
+
+  await t.step("no log line carries the API secret, the webhook secret or a user's token", async () => {
+    const { user, checkout } = await preparedPayment(app);
+    app.sandbox.pay({ ...checkout, channel: "TEST", method: "CARD", customerId: user.id });
+    await confirm(app, user, checkout.paymentId);
+    assert.ok(capturedLogLines.length > 0);
+    for (const secret of [app.sandbox.apiSecret, app.sandbox.webhookSecret, user.token]) {
+      assert.ok(!capturedLogLines.some((line) => line.includes(secret)), "a log line leaks a secret");
+    }
   });
 
   for (

@@ -344,6 +344,61 @@ async function callPortOne(
   }
 }
 
+/**
+ * Finishes cancellations of a payment that were reserved but whose request died before settling (the
+ * caller's process crashed or it never retried), so they stop blocking new ones. A fresh snapshot settles
+ * those PortOne performed; the rest are sent again with their persisted request and Idempotency-Key, which
+ * PortOne performs at most once and refuses if the balance has moved since (currentCancellableAmount).
+ * Virtual-account refunds cannot be resent (the account number is never stored) and are left for an
+ * operator, with an error log line. Returns whether anything was settled.
+ */
+export async function recoverAbandonedCancellations(deps: AppDeps, paymentId: string): Promise<boolean> {
+  // a live request gives up after one PortOne timeout; twice that plus slack means nobody is waiting on it
+  const abandonedBefore = new Date(Date.now() - (2 * deps.config.portone.timeoutMs + 30_000));
+  const abandoned = () =>
+    deps.sql<(CancellationRow & { method_type: string | null })[]>`
+      select c.*, p.method_type from public.payment_cancellations c join public.payments p on p.id = c.payment_id
+      where c.payment_id = ${paymentId} and c.status = 'REQUESTED' and c.portone_cancellation_id is null
+        and c.requested_at < ${abandonedBefore}
+      order by c.requested_at`;
+  if ((await abandoned()).length === 0) return false;
+
+  await syncPayment(
+    { sql: deps.sql, portone: deps.portone, requireLiveChannel: deps.config.portone.requireLiveChannel },
+    paymentId,
+    "cancel",
+  ).catch((error) => log("warn", "cancel_recovery_sync_failed", { paymentId, error }));
+
+  for (const cancellation of await abandoned()) {
+    if (cancellation.method_type === "VIRTUAL_ACCOUNT") {
+      log("error", "cancel_needs_operator", { paymentId, cancellationId: cancellation.id });
+      continue;
+    }
+    try {
+      const answer = await callPortOne(deps, cancellation, undefined);
+      await settle(deps, cancellation, answerToSettlement(answer));
+      log("warn", "cancel_recovered", { paymentId, cancellationId: cancellation.id, status: answer.status });
+    } catch (error) {
+      // a refusal has already been settled as FAILED by callPortOne; an outage leaves it for next time
+      log("warn", "cancel_recovery_failed", { paymentId, cancellationId: cancellation.id, error });
+    }
+  }
+  const [left] = await deps.sql`
+    select 1 from public.payment_cancellations where payment_id = ${paymentId} and status = 'REQUESTED' limit 1`;
+  return !left;
+}
+
+function answerToSettlement(answer: PaymentCancellation): Parameters<typeof settleRow>[1] {
+  const status = answer.status === "SUCCEEDED" || answer.status === "FAILED" || answer.status === "REQUESTED"
+    ? answer.status
+    : "REQUESTED";
+  return {
+    status,
+    portoneId: "id" in answer ? answer.id : undefined,
+    pgCancellationId: "pgCancellationId" in answer ? answer.pgCancellationId : undefined,
+  };
+}
+
 export async function cancelPayment(
   deps: AppDeps,
   caller: Caller,
@@ -352,19 +407,19 @@ export async function cancelPayment(
 ): Promise<CancelResponse> {
   // Derived, not random: the same request retried after a timeout carries the same PortOne key.
   const portoneKey = `cancel-${(await sha256Hex(`${caller.userId}:${clientKey}`)).slice(0, 48)}`;
-  const reservation = await reserve(deps, caller, input, portoneKey);
+  let reservation: Reservation;
+  try {
+    reservation = await reserve(deps, caller, input, portoneKey);
+  } catch (error) {
+    // A cancellation whose caller vanished mid-call would block this payment for good: finish it first.
+    if (!(error instanceof AppError && error.code === "cancel_in_progress")) throw error;
+    if (!(await recoverAbandonedCancellations(deps, input.paymentId))) throw error;
+    reservation = await reserve(deps, caller, input, portoneKey);
+  }
   const cancellation = reservation.cancellation;
   if (reservation.kind === "call") {
     const answer = await callPortOne(deps, cancellation, reservation.refundAccount);
-    const status =
-      answer.status === "SUCCEEDED" || answer.status === "FAILED" || answer.status === "REQUESTED"
-        ? answer.status
-        : "REQUESTED";
-    await settle(deps, cancellation, {
-      status,
-      portoneId: "id" in answer ? answer.id : undefined,
-      pgCancellationId: "pgCancellationId" in answer ? answer.pgCancellationId : undefined,
-    });
+    await settle(deps, cancellation, answerToSettlement(answer));
   }
   const [row] = await deps.sql<
     (CancellationRow & { payment_status: string; cancelled_amount: number; cancellable_amount: number })[]

@@ -231,6 +231,46 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
     },
   );
 
+  for (const performed of [false, true]) {
+    await t.step(
+      `an abandoned cancellation (PortOne ${
+        performed ? "refunded" : "never saw it"
+      }) is finished by the next cancel, once`,
+      async () => {
+        const { user, paymentId } = await paidPayment(app);
+        app.sandbox.injectFault({
+          operation: "cancelPayment",
+          mode: "reset",
+          times: 1,
+          applyBeforeFailure: performed,
+        });
+        const lost = await cancel(app, user, { paymentId, amount: 3000, reason: "응답 유실" });
+        assert.equal(lost.status, 503);
+        assert.equal(refundedAtPortOne(app, paymentId), performed ? 3000 : 0);
+
+        const tooSoon = await cancel(app, user, { paymentId, amount: 2000, reason: "다음 요청" });
+        assert.equal(tooSoon.body.error.code, "cancel_in_progress");
+
+        // nobody retries the lost request; once it is clearly abandoned, the next cancel finishes it first
+        await app.deps.sql`
+          update public.payment_cancellations set requested_at = now() - interval '10 minutes'
+          where payment_id = ${paymentId} and status = 'REQUESTED'`;
+        const next = await cancel(app, user, { paymentId, amount: 2000, reason: "다음 요청" });
+        assert.equal(next.status, 200, JSON.stringify(next.body));
+        assert.equal(next.body.cancelledAmount, 5000);
+        assert.equal(refundedAtPortOne(app, paymentId), 5000, "the lost 3000 was refunded exactly once");
+        assert.deepEqual(await stored(app, paymentId), {
+          status: "PARTIAL_CANCELLED",
+          cancelled_amount: 5000,
+          cancellable_amount: 5000,
+          cancel_reserved_amount: 0,
+          order_status: "partial_cancelled",
+          succeeded: 2,
+        });
+      },
+    );
+  }
+
   await t.step(
     "PortOne's balance moved (currentCancellableAmount mismatch) → re-sync, 409, reservation released",
     async () => {

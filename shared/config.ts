@@ -58,6 +58,7 @@ const envSchema = z.object({
   DB_POOL_MAX: z.coerce.number().int().min(1).max(20).default(1),
   IDENTITY_CI_PEPPER: z.string().min(32, "must be at least 32 characters").optional(),
   CUSTOMER_CANCEL_POLICY: z.enum(["deny", "allow"]).default("deny"),
+  RECONCILE_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
 });
 
 export interface Config {
@@ -82,6 +83,8 @@ export interface Config {
   readonly identityCiPepper: string | undefined;
   /** Whether a payment's owner may cancel it through `cancel` (admins always may). Default: deny. */
   readonly customerCancelPolicy: "deny" | "allow";
+  /** The bearer secret the scheduler presents to `reconcile`. */
+  readonly reconcileSecret: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -105,7 +108,7 @@ function firstPublishableKey(json: string | undefined): string | undefined {
 }
 
 /** What each function additionally needs beyond the common variables. */
-export type ConfigNeed = "webhook" | "identity";
+export type ConfigNeed = "webhook" | "identity" | "reconcile";
 
 export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config {
   const result = envSchema.safeParse(env);
@@ -125,6 +128,9 @@ export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config 
   }
   if (values && needs.includes("identity") && !values.IDENTITY_CI_PEPPER) {
     problems.push({ variable: "IDENTITY_CI_PEPPER", message: "is missing" });
+  }
+  if (values && needs.includes("reconcile") && !values.RECONCILE_SECRET) {
+    problems.push({ variable: "RECONCILE_SECRET", message: "is missing" });
   }
   if (problems.length > 0 || !values) throw new ConfigError(problems);
 
@@ -150,6 +156,7 @@ export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config 
     database: { url: (values.DATABASE_URL ?? values.SUPABASE_DB_URL)!, poolMax: values.DB_POOL_MAX },
     identityCiPepper: values.IDENTITY_CI_PEPPER,
     customerCancelPolicy: values.CUSTOMER_CANCEL_POLICY,
+    reconcileSecret: values.RECONCILE_SECRET,
   };
 }
 

@@ -38,6 +38,9 @@ if (state.sandbox) {
   say(`PortOne           external store from PORTONE_* (point its webhook at ${state.webhookUrl})`);
 }
 say(`webhooks          ${state.webhookUrl}`);
+say(
+  `reconcile         curl -s -X POST ${state.supabaseUrl}/functions/v1/reconcile -H "Authorization: Bearer ${state.reconcileSecret}"`,
+);
 say(`state file        ${Deno.env.get("DEVSTACK_STATE_FILE") ?? ".artifacts/devstack.json"}`);
 say();
 say("Functions:");

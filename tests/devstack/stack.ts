@@ -33,6 +33,8 @@ export interface StackState {
   readonly portone: "sandbox" | "external";
   readonly sandbox: { readonly url: string; readonly controlUrl: string; readonly storeId: string } | null;
   readonly webhookUrl: string;
+  /** Bearer secret for the `reconcile` function (RECONCILE_SECRET), random per run unless given. */
+  readonly reconcileSecret: string;
   readonly functions: Record<string, { verifyJwt: boolean; loaded: boolean; error?: string }>;
   readonly readyMs: number;
 }
@@ -193,6 +195,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
     if (sandbox) cleanups.push(() => sandbox.close());
 
+    const reconcileSecret = env.RECONCILE_SECRET ||
+      [...crypto.getRandomValues(new Uint8Array(24))].map((b) => b.toString(16).padStart(2, "0")).join("");
     const functionEnv: Record<string, string> = {
       SUPABASE_URL: supabaseUrl,
       SUPABASE_ANON_KEY: keys.anonKey,
@@ -200,6 +204,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       SUPABASE_DB_URL: appUrl,
       DATABASE_URL: appUrl,
       IDENTITY_CI_PEPPER: env.IDENTITY_CI_PEPPER || keys.identityCiPepper,
+      RECONCILE_SECRET: reconcileSecret,
       ...(sandbox
         ? {
           PORTONE_API_BASE: sandbox.url,
@@ -268,6 +273,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       portone: sandbox ? "sandbox" : "external",
       sandbox: sandboxInfo,
       webhookUrl,
+      reconcileSecret,
       functions: Object.fromEntries(
         [...loaded.values()].map((fn) => [fn.name, {
           verifyJwt: fn.verifyJwt,

@@ -8,6 +8,7 @@ import { type AppDeps, createAppDeps } from "../../shared/runtime.ts";
 import { cancelHandler } from "../../shared/cancel.ts";
 import { confirmHandler } from "../../shared/confirm.ts";
 import { prepareHandler } from "../../shared/prepare.ts";
+import { reconcileHandler } from "../../shared/reconcile.ts";
 import { billingKeyHandler } from "../../shared/billing-key.ts";
 import { identityVerificationHandler } from "../../shared/identity-verification.ts";
 import { webhookHandler } from "../../shared/webhook.ts";
@@ -81,6 +82,8 @@ export interface CallInit {
   readonly path?: string;
 }
 
+export const testReconcileSecret = "test-reconcile-secret-0123456789abcdef";
+
 export function testEnv(sandbox: Sandbox, extra: Record<string, string> = {}): Record<string, string> {
   return {
     PORTONE_API_SECRET: sandbox.apiSecret,
@@ -96,6 +99,7 @@ export function testEnv(sandbox: Sandbox, extra: Record<string, string> = {}): R
     DATABASE_URL: appDatabaseUrl(),
     DB_POOL_MAX: "4",
     IDENTITY_CI_PEPPER: "test-pepper-0123456789abcdef0123456789",
+    RECONCILE_SECRET: testReconcileSecret,
     ...extra,
   };
 }
@@ -109,6 +113,7 @@ function bindFunctions(deps: AppDeps) {
     "billing-key": billingKeyHandler(deps),
     "identity-verification": identityVerificationHandler(deps),
     webhook: webhookHandler(deps),
+    reconcile: reconcileHandler(deps),
   } satisfies Record<string, EdgeFunction>;
 }
 

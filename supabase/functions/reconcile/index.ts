@@ -1,3 +1,4 @@
-import { notImplemented } from "../../../shared/http.ts";
+import { reconcileHandler } from "../../../shared/reconcile.ts";
+import { runtimeDeps } from "../../../shared/runtime.ts";
 
-export default notImplemented("reconcile", ["POST"]);
+export default reconcileHandler(runtimeDeps(["reconcile"]));

@@ -429,11 +429,6 @@ export async function payWithSavedBillingKey(
   input: PayWithBillingKeyRequest,
 ): Promise<BillingPaymentResponse> {
   const attempt = await reserveBillingAttempt(deps, caller, billingKeyId, input.orderId);
-  const syncDeps = {
-    sql: deps.sql,
-    portone: deps.portone,
-    requireLiveChannel: deps.config.portone.requireLiveChannel,
-  };
 
   let declined: PortOneRefusal | null = null;
   try {
@@ -467,7 +462,7 @@ export async function payWithSavedBillingKey(
     }
   }
 
-  const result = await syncPayment(syncDeps, attempt.paymentId, "billing");
+  const result = await syncPayment(deps, attempt.paymentId, "billing");
   if (result.outcome === "not_ours") throw new AppError("not_found", "Payment not found");
   const payment = result.payment;
   if (declined) {

@@ -272,7 +272,7 @@ async function settle(
   const apply = settleRow(cancellation.id, answer);
   try {
     const result = await syncPayment(
-      { sql: deps.sql, portone: deps.portone, requireLiveChannel: deps.config.portone.requireLiveChannel },
+      deps,
       cancellation.payment_id,
       "cancel",
       { beforeApply: apply },
@@ -364,7 +364,7 @@ export async function recoverAbandonedCancellations(deps: AppDeps, paymentId: st
   if ((await abandoned()).length === 0) return false;
 
   await syncPayment(
-    { sql: deps.sql, portone: deps.portone, requireLiveChannel: deps.config.portone.requireLiveChannel },
+    deps,
     paymentId,
     "cancel",
   ).catch((error) => log("warn", "cancel_recovery_sync_failed", { paymentId, error }));

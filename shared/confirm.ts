@@ -31,7 +31,7 @@ export async function confirmPayment(
   if (!owned) throw new AppError("not_found", "Payment not found");
 
   const result = await syncPayment(
-    { sql: deps.sql, portone: deps.portone, requireLiveChannel: deps.config.portone.requireLiveChannel },
+    deps,
     input.paymentId,
     "confirm",
   );

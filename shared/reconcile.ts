@@ -101,7 +101,7 @@ async function recheckWaiting(deps: AppDeps, max: number, report: ReconcileRepor
     report.waiting.checked++;
     try {
       const result = await syncPayment(
-        { sql: deps.sql, portone: deps.portone, requireLiveChannel: deps.config.portone.requireLiveChannel },
+        deps,
         id,
         "reconcile",
       );

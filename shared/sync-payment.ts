@@ -27,10 +27,11 @@ export type MismatchReason =
   | "test_channel"
   | "order_already_paid";
 
+/** What the sync needs of the function's dependencies (AppDeps satisfies it). */
 export interface SyncDeps {
   readonly sql: Sql;
   readonly portone: Pick<PortOneGateway, "getPayment">;
-  readonly requireLiveChannel: boolean;
+  readonly config: { readonly portone: { readonly requireLiveChannel: boolean } };
 }
 
 /** What clients are told about a payment. */
@@ -369,7 +370,7 @@ export async function syncPayment(
     return payment ? { outcome: "unrecognized", payment, status: parsed.status } : { outcome: "not_ours" };
   }
   return await applySnapshot(deps.sql, parsed, source, {
-    requireLiveChannel: deps.requireLiveChannel,
+    requireLiveChannel: deps.config.portone.requireLiveChannel,
     webhookId: options.webhookId,
     beforeApply: options.beforeApply,
   });

@@ -156,7 +156,7 @@ async function dispatch(
     const paymentId = stringField(event.data, "paymentId");
     if (!paymentId) return ["ignored", "no_payment_id"];
     const result = await syncPayment(
-      { sql: deps.sql, portone: deps.portone, requireLiveChannel: deps.config.portone.requireLiveChannel },
+      deps,
       paymentId,
       "webhook",
       { webhookId },

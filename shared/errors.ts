@@ -30,7 +30,6 @@ export const errorStatus = {
   identity_already_linked: 409,
   internal: 500,
   misconfigured: 500,
-  not_implemented: 501,
   portone_error: 502,
   portone_unavailable: 503,
   auth_unavailable: 503,

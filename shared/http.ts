@@ -188,16 +188,6 @@ export function defineFunction(definition: FunctionDefinition): EdgeFunction {
   };
 }
 
-/** Placeholder for functions whose issue has not landed yet: answers 501 `not_implemented`. */
-export function notImplemented(name: string, methods: readonly HttpMethod[] = ["POST"]): EdgeFunction {
-  return defineFunction({
-    name,
-    methods,
-    auth: "none",
-    handle: () => Promise.reject(new AppError("not_implemented", `${name} is not implemented yet`)),
-  });
-}
-
 /** A JSON reply that may have been replayed from an Idempotency-Key record. */
 export function replyJson(reply: { status: number; body: unknown; replayed: boolean }): Response {
   return json(reply.body, reply.status, reply.replayed ? { "idempotent-replayed": "true" } : {});

@@ -107,11 +107,6 @@ async function checkout(client, config, session, product) {
       { paymentId: checkout.paymentId, reason: "demo checkout" },
       { "idempotency-key": idempotencyKey },
     );
-    if (cancelled.status === 501) {
-      $("cancel-result").textContent = "cancel is not implemented yet";
-      document.body.dataset.state = "cancel-not-implemented";
-      return;
-    }
     if (cancelled.error) return showError(`cancel: ${cancelled.error.message}`);
     $("cancel-result").textContent = `refunded ${won(cancelled.data.cancelledAmount)}`;
     $("payment-status").textContent = cancelled.data.status;

@@ -38,7 +38,7 @@ interface Attempt {
   pre_registered_at: Date | null;
 }
 
-/** 32 random bytes' worth of hex would be overkill for PortOne's 64-char limit; 128 bits is unguessable. */
+/** 128 random bits: nobody can guess another customer's paymentId, and it fits PortOne's id limits. */
 function newPaymentId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return `pay_${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;

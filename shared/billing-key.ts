@@ -13,6 +13,7 @@
  *   POST   /billing-key/{id}/pay   { orderId } + Idempotency-Key   charge an order
  *   DELETE /billing-key/{id}                                       delete, idempotent
  */
+import { newPaymentId } from "./crypto.ts";
 import { z } from "./deps.ts";
 import { AppError } from "./errors.ts";
 import type { Caller } from "./auth.ts";
@@ -323,12 +324,6 @@ interface BillingAttempt {
   totalAmount: number;
   taxFreeAmount: number;
   currency: string;
-}
-
-/** Same shape as prepare's ids: 128 random bits, within PortOne's 64-character limit. */
-function newPaymentId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return `pay_${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
 /**

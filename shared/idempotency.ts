@@ -7,6 +7,7 @@
  * lease has run out.
  */
 import type { Sql } from "./db.ts";
+import { sha256Hex } from "./crypto.ts";
 import { AppError, type ErrorCode } from "./errors.ts";
 
 export interface StoredReply {
@@ -56,11 +57,6 @@ function canonicalJson(value: unknown): string {
     return `{${entries.map(([k, inner]) => `${JSON.stringify(k)}:${canonicalJson(inner)}`).join(",")}}`;
   }
   return JSON.stringify(value);
-}
-
-export async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function errorReply(error: AppError): { status: number; body: unknown } {

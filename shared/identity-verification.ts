@@ -9,6 +9,7 @@
  * CIs obtained elsewhere. DI and the personal details are kept for the service only (no column grants);
  * clients get the masked name, the carrier and the verification time.
  */
+import { hmacSha256Hex } from "./crypto.ts";
 import { z } from "./deps.ts";
 import { AppError } from "./errors.ts";
 import type { Caller } from "./auth.ts";
@@ -62,16 +63,8 @@ export function maskName(name: string): string {
 }
 
 /** HMAC-SHA256(pepper, CI) as lowercase hex; the only form in which a CI is ever stored. */
-export async function hashCi(pepper: string, ci: string): Promise<string> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    new TextEncoder().encode(pepper),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(ci));
-  return [...new Uint8Array(mac)].map((b) => b.toString(16).padStart(2, "0")).join("");
+export function hashCi(pepper: string, ci: string): Promise<string> {
+  return hmacSha256Hex(pepper, ci);
 }
 
 function oneOf<T extends string>(values: readonly T[], value: string | undefined): T | null {

@@ -4,6 +4,7 @@
  * pre-registered at PortOne so the payment window refuses any other amount.
  */
 import { channelKeyFor, payMethods } from "./config.ts";
+import { newPaymentId } from "./crypto.ts";
 import { z } from "./deps.ts";
 import { AppError } from "./errors.ts";
 import type { Caller } from "./auth.ts";
@@ -36,12 +37,6 @@ interface Attempt {
   tax_free_amount: number;
   currency: string;
   pre_registered_at: Date | null;
-}
-
-/** 128 random bits: nobody can guess another customer's paymentId, and it fits PortOne's id limits. */
-function newPaymentId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return `pay_${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
 /** Finds the order's live attempt or creates one, under the order's row lock so racing prepares agree. */

@@ -9,7 +9,7 @@
  */
 import { AppError } from "./errors.ts";
 import { defineFunction, type EdgeFunction, json, readBodyText } from "./http.ts";
-import { sha256Hex } from "./idempotency.ts";
+import { sha256Hex } from "./crypto.ts";
 import { log } from "./log.ts";
 import { verifyWebhookSignature, WebhookVerificationError } from "./portone.ts";
 import type { AppDeps } from "./runtime.ts";

@@ -97,7 +97,8 @@ export function testEnv(sandbox: Sandbox, extra: Record<string, string> = {}): R
     SUPABASE_ANON_KEY: "anon-key-for-tests",
     SUPABASE_JWKS: testJwks,
     DATABASE_URL: appDatabaseUrl(),
-    DB_POOL_MAX: "4",
+    // production's one connection per isolate: a query that waited on its own open transaction would hang
+    DB_POOL_MAX: "1",
     IDENTITY_CI_PEPPER: "test-pepper-0123456789abcdef0123456789",
     RECONCILE_SECRET: testReconcileSecret,
     ...extra,

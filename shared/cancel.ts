@@ -346,6 +346,14 @@ async function callPortOne(
 }
 
 /**
+ * Requested before this moment and still unsettled means abandoned: a live request gives up after one
+ * PortOne timeout, so twice that plus slack means nobody is waiting on it any more.
+ */
+export function abandonedCancellationCutoff(deps: AppDeps): Date {
+  return new Date(Date.now() - (2 * deps.config.portone.timeoutMs + 30_000));
+}
+
+/**
  * Finishes cancellations of a payment that were reserved but whose request died before settling (the
  * caller's process crashed or it never retried), so they stop blocking new ones. A fresh snapshot settles
  * those PortOne performed; the rest are sent again with their persisted request and Idempotency-Key, which
@@ -354,8 +362,7 @@ async function callPortOne(
  * operator, with an error log line. Returns whether anything was settled.
  */
 export async function recoverAbandonedCancellations(deps: AppDeps, paymentId: string): Promise<boolean> {
-  // a live request gives up after one PortOne timeout; twice that plus slack means nobody is waiting on it
-  const abandonedBefore = new Date(Date.now() - (2 * deps.config.portone.timeoutMs + 30_000));
+  const abandonedBefore = abandonedCancellationCutoff(deps);
   const abandoned = () =>
     deps.sql<(CancellationRow & { method_type: string | null })[]>`
       select c.*, p.method_type from public.payment_cancellations c join public.payments p on p.id = c.payment_id

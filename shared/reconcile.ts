@@ -14,7 +14,7 @@
  * Authentication: `Authorization: Bearer <RECONCILE_SECRET>` (verify_jwt is off for this function).
  */
 import { timingSafeEqual } from "node:crypto";
-import { recoverAbandonedCancellations } from "./cancel.ts";
+import { abandonedCancellationCutoff, recoverAbandonedCancellations } from "./cancel.ts";
 import { z } from "./deps.ts";
 import { AppError } from "./errors.ts";
 import { defineFunction, type EdgeFunction, json, readBodyText, validate } from "./http.ts";
@@ -115,7 +115,7 @@ async function recheckWaiting(deps: AppDeps, max: number, report: ReconcileRepor
 }
 
 async function finishAbandonedCancellations(deps: AppDeps, report: ReconcileReport) {
-  const abandonedBefore = new Date(Date.now() - (2 * deps.config.portone.timeoutMs + 30_000));
+  const abandonedBefore = abandonedCancellationCutoff(deps);
   const payments = await deps.sql<{ payment_id: string }[]>`
     select distinct payment_id from public.payment_cancellations
     where status = 'REQUESTED' and portone_cancellation_id is null and requested_at < ${abandonedBefore}`;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { channelKeyFor, ConfigError, readConfig } from "../shared/config.ts";
+import { channelKeyFor, ConfigError, readConfig } from "../shared/infra/config.ts";
 
 const minimal = {
   PORTONE_API_SECRET: "secret",

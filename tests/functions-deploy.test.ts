@@ -1,7 +1,7 @@
 /**
  * Every function loads the way `supabase functions deploy` bundles it: its own deno.json (the root one is
  * never read at deploy), relative `.ts` imports that stay inside the project root, npm specifiers pinned in
- * shared/deps.ts only, and a module graph the CLI's import walker (a regex over import/export specifiers
+ * shared/infra/deps.ts only, and a module graph the CLI's import walker (a regex over import/export specifiers
  * with a file extension) reaches completely.
  */
 import assert from "node:assert/strict";
@@ -9,7 +9,7 @@ import { parseToml } from "./support/deps.ts";
 
 const repoRoot = new URL("../", import.meta.url);
 const functionsDir = new URL("supabase/functions/", repoRoot);
-const depsModule = new URL("shared/deps.ts", repoRoot).href;
+const depsModule = new URL("shared/infra/deps.ts", repoRoot).href;
 const expectedFunctions = [
   "billing-key",
   "cancel",
@@ -146,7 +146,7 @@ for (const name of expectedFunctions) {
       }
     });
 
-    await t.step("only shared/deps.ts names packages, all as pinned npm: specifiers", () => {
+    await t.step("only shared/infra/deps.ts names packages, all as pinned npm: specifiers", () => {
       for (const module of graph.modules) {
         for (const dependency of module.dependencies ?? []) {
           const specifier = dependency.specifier;

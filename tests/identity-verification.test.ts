@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { hashCi, maskName } from "../shared/identity-verification.ts";
+import { hashCi, maskName } from "../shared/identity/identity-verification.ts";
 import { type CallInit, capturedLogLines, startTestApp, type TestApp, type TestUser } from "./support/app.ts";
 
 /** Every CI and DI handed out in this file, for the log scan at the end. */

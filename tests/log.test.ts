@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { log, setLogSink } from "../shared/log.ts";
+import { log, setLogSink } from "../shared/infra/log.ts";
 
 Deno.test("log() writes one JSON line and redacts secrets and personal data at any depth", () => {
   const lines: string[] = [];

@@ -3,7 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { adminSql, appDatabaseUrl } from "./support/test-database.ts";
-import { postgres } from "../shared/deps.ts";
+import { postgres } from "../shared/infra/deps.ts";
 
 Deno.test("supabase bootstrap", async (t) => {
   const sql = adminSql();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { applySnapshot, isNewerSnapshot, verifySnapshot } from "../shared/sync-payment.ts";
-import { parsePayment, type PaymentSnapshot } from "../shared/portone-snapshot.ts";
+import { applySnapshot, isNewerSnapshot, verifySnapshot } from "../shared/payments/sync.ts";
+import { parsePayment, type PaymentSnapshot } from "../shared/portone/snapshot.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 
 const at = (iso: string) => new Date(iso);

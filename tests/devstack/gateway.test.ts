@@ -4,7 +4,7 @@
  * journey.test.ts; these are the gateway's own rules.
  */
 import assert from "node:assert/strict";
-import type { Sql } from "../../shared/deps.ts";
+import type { Sql } from "../../shared/infra/deps.ts";
 import { createGateway, type LoadedFunction } from "./gateway.ts";
 import { loadDevKeys, userToken } from "./keys.ts";
 

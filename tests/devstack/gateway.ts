@@ -3,8 +3,8 @@
  * function modules (verify_jwt from config.toml, enforced like the local edge runtime does),
  * `/auth/v1/.well-known/jwks.json`, a minimal `/rest/v1` (rest.ts) and the demo checkout page.
  */
-import type { EdgeFunction } from "../../shared/http.ts";
-import type { Sql } from "../../shared/deps.ts";
+import type { EdgeFunction } from "../../shared/infra/http.ts";
+import type { Sql } from "../../shared/infra/deps.ts";
 import { jose } from "../support/deps.ts";
 import type { DevKeys } from "./keys.ts";
 import { handleRest } from "./rest.ts";

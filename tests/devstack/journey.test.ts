@@ -4,7 +4,7 @@
  * with the stack's own throwaway cluster (the default), and with DATABASE_URL pointing at a server.
  */
 import assert from "node:assert/strict";
-import { createClient, postgres, type SupabaseClient } from "../../shared/deps.ts";
+import { createClient, postgres, type SupabaseClient } from "../../shared/infra/deps.ts";
 import { jose } from "../support/deps.ts";
 import { startCluster } from "../support/postgres-cluster.ts";
 import { createScratchDatabase } from "../support/database.ts";

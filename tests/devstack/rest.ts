@@ -5,7 +5,7 @@
  * the demo needs is understood (column lists, `eq` filters, `order`, RPC with named JSON arguments);
  * anything else is refused with 400 rather than silently answered wrongly.
  */
-import type { Sql } from "../../shared/deps.ts";
+import type { Sql } from "../../shared/infra/deps.ts";
 
 const identifier = /^[a-z_][a-z0-9_]*$/;
 const apiRoles = new Set(["anon", "authenticated", "service_role"]);

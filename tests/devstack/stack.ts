@@ -3,8 +3,8 @@
  * gateway with every function — as `deno task dev` runs it. One stack per process: the functions read
  * their environment at module load (runtimeDeps), and a module is loaded once per process.
  */
-import { postgres } from "../../shared/deps.ts";
-import type { EdgeFunction } from "../../shared/http.ts";
+import { postgres } from "../../shared/infra/deps.ts";
+import type { EdgeFunction } from "../../shared/infra/http.ts";
 import { type Cluster, freePort, startCluster } from "../support/postgres-cluster.ts";
 import { applyBootstrap, pushMigrations, runSql, withDatabase } from "../support/database.ts";
 import { parseToml } from "../support/deps.ts";
@@ -84,7 +84,7 @@ async function verifyJwtSettings(): Promise<Record<string, boolean>> {
 
 /** supabase-js's self-contained browser build, served to the demo page from Deno's npm cache. */
 async function supabaseJsBrowserBuild(): Promise<string> {
-  const deps = await Deno.readTextFile(`${repoRoot}shared/deps.ts`);
+  const deps = await Deno.readTextFile(`${repoRoot}shared/infra/deps.ts`);
   const version = /npm:@supabase\/supabase-js@([0-9][^"']*)/.exec(deps)?.[1];
   const info = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json"],

@@ -4,7 +4,7 @@
  * repeated calls act as the same person; `--admin` makes a merchant admin (`app_metadata.payments_admin`),
  * who may cancel. The database comes from the stack's state file (or DEVSTACK_DATABASE_URL).
  */
-import { postgres } from "../../shared/deps.ts";
+import { postgres } from "../../shared/infra/deps.ts";
 import { defaultDevUserId, defaultStateFile, loadDevKeys, userToken } from "./keys.ts";
 import type { StackState } from "./stack.ts";
 import { ensureUser } from "./users.ts";

@@ -1,5 +1,5 @@
 /** Dev users: there is no Supabase Auth server locally, so a user is just its `auth.users` row and a token. */
-import type { Sql } from "../../shared/deps.ts";
+import type { Sql } from "../../shared/infra/deps.ts";
 
 export async function ensureUser(sql: Sql, userId: string, options: { admin?: boolean } = {}): Promise<void> {
   const appMetadata = {

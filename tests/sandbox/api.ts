@@ -7,7 +7,7 @@
  * that answers 400 INVALID_REQUEST; a key still in flight answers 409 IDEMPOTENCY_OUTSTANDING_REQUEST
  * (developers.portone.io REST overview). Completed non-5xx answers are replayed for 3 sandbox hours.
  */
-import type { PortOneBillingKey, PortOneCommon, PortOnePayment } from "../../shared/deps.ts";
+import type { PortOneBillingKey, PortOneCommon, PortOnePayment } from "../../shared/infra/deps.ts";
 import type { Operation, PickedFault, RestFaults } from "./faults.ts";
 import {
   cancellableAmounts,

@@ -3,7 +3,7 @@
  * billing-key issuance and identity verification. These drive the sandbox into the states our
  * server code then observes through the REST API and webhooks.
  */
-import type { PortOneCommon, PortOnePayment } from "../../shared/deps.ts";
+import type { PortOneCommon, PortOnePayment } from "../../shared/infra/deps.ts";
 import {
   emitBillingKeyWebhook,
   emitPaymentWebhook,

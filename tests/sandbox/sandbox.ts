@@ -7,7 +7,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import type { PortOnePayment } from "../../shared/deps.ts";
+import type { PortOnePayment } from "../../shared/infra/deps.ts";
 import { type ApiContext, handleApi } from "./api.ts";
 import { startControlServer } from "./control.ts";
 import {

@@ -3,13 +3,13 @@
  * verifications, idempotency records, refunds and the request log. Records are kept in an internal
  * shape and turned into the SDK's types on the way out, so `deno check` proves every response shape.
  */
-import { bankCodes } from "../../shared/banks.ts";
+import { bankCodes } from "../../shared/portone/banks.ts";
 import type {
   PortOneBillingKey,
   PortOneCommon,
   PortOneIdentityVerification,
   PortOnePayment,
-} from "../../shared/deps.ts";
+} from "../../shared/infra/deps.ts";
 
 /** An error answered as PortOne does: `status` + `{ type, message, ...extra }`. */
 export class ApiError extends Error {
@@ -465,5 +465,5 @@ function must<T>(value: T | undefined, name: string): T {
   return value;
 }
 
-/** Bank codes from the spec's `Bank` enum (kept once, in shared/banks.ts); the SDK's `Bank` type is open. */
+/** Bank codes from the spec's `Bank` enum (kept once, in shared/portone/banks.ts); the SDK's `Bank` type is open. */
 export const BANKS: readonly string[] = bankCodes;

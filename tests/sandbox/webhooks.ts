@@ -11,7 +11,7 @@
  * - The delivery timeout is `webhookTimeoutMs` (default 30 s) and is NOT multiplied by
  *   `retryTimeFactor`: scaling 30 s by 1e-5 would time out every receiver.
  */
-import type { PortOnePayment } from "../../shared/deps.ts";
+import type { PortOnePayment } from "../../shared/infra/deps.ts";
 import { ApiError, type PaymentStatus } from "./state.ts";
 import type { Random } from "./faults.ts";
 

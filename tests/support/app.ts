@@ -3,21 +3,21 @@
  * the suite runner, and our functions' handlers bound to both through the same config parsing production
  * uses. Nothing of ours is replaced: requests go through the real HTTP wrapper, auth, SQL and SDK calls.
  */
-import { readConfig } from "../../shared/config.ts";
-import { type AppDeps, createAppDeps } from "../../shared/runtime.ts";
-import { cancelHandler } from "../../shared/cancel.ts";
-import { confirmHandler } from "../../shared/confirm.ts";
-import { prepareHandler } from "../../shared/prepare.ts";
-import { reconcileHandler } from "../../shared/reconcile.ts";
-import { billingKeyHandler } from "../../shared/billing-key.ts";
-import { identityVerificationHandler } from "../../shared/identity-verification.ts";
-import { webhookHandler } from "../../shared/webhook.ts";
-import type { EdgeFunction } from "../../shared/http.ts";
+import { readConfig } from "../../shared/infra/config.ts";
+import { type AppDeps, createAppDeps } from "../../shared/infra/runtime.ts";
+import { cancelHandler } from "../../shared/payments/cancel.ts";
+import { confirmHandler } from "../../shared/payments/confirm.ts";
+import { prepareHandler } from "../../shared/payments/prepare.ts";
+import { reconcileHandler } from "../../shared/payments/reconcile.ts";
+import { billingKeyHandler } from "../../shared/billing/billing-key.ts";
+import { identityVerificationHandler } from "../../shared/identity/identity-verification.ts";
+import { webhookHandler } from "../../shared/webhook/webhook.ts";
+import type { EdgeFunction } from "../../shared/infra/http.ts";
 import { type Sandbox, startSandbox } from "../sandbox/sandbox.ts";
 import type { SandboxOptions } from "../sandbox/sandbox.ts";
 import { signAccessToken, testJwks, type TokenOptions } from "./auth.ts";
 import { appDatabaseUrl } from "./test-database.ts";
-import { setLogSink } from "../../shared/log.ts";
+import { setLogSink } from "../../shared/infra/log.ts";
 
 /**
  * Every log line the functions write during this test process. Captured instead of printed, so test output

@@ -2,7 +2,7 @@
  * Turns an empty PostgreSQL database into a Supabase-shaped one: the platform bootstrap, then our
  * migrations applied by the Supabase CLI itself (as a user deploying would), then `supabase db lint`.
  */
-import { postgres } from "../../shared/deps.ts";
+import { postgres } from "../../shared/infra/deps.ts";
 import { PrerequisiteError } from "./prerequisites.ts";
 
 export const supabaseCliVersion = "2.117.0";

@@ -1,4 +1,4 @@
-// Test-only third-party packages, pinned exactly (runtime packages live in shared/deps.ts).
+// Test-only third-party packages, pinned exactly (runtime packages live in shared/infra/deps.ts).
 export { Webhook as StandardWebhook } from "npm:standardwebhooks@1.1.1";
 export * as jose from "npm:jose@6.2.18";
 export { parse as parseToml } from "npm:smol-toml@1.9.1";

@@ -2,7 +2,7 @@
  * Connections for Deno tests. The suite runner (`deno task test`) prepares the database and passes
  * DATABASE_URL (the app's `postgres` role, as functions use) and TEST_ADMIN_DATABASE_URL (superuser).
  */
-import { postgres, type Sql } from "../../shared/deps.ts";
+import { postgres, type Sql } from "../../shared/infra/deps.ts";
 
 function required(name: string): string {
   const value = Deno.env.get(name);

@@ -1,4 +1,4 @@
-import { cancelHandler } from "../../../shared/cancel.ts";
-import { runtimeDeps } from "../../../shared/runtime.ts";
+import { cancelHandler } from "../../../shared/payments/cancel.ts";
+import { runtimeDeps } from "../../../shared/infra/runtime.ts";
 
 export default cancelHandler(runtimeDeps());

@@ -1,4 +1,4 @@
-import { confirmHandler } from "../../../shared/confirm.ts";
-import { runtimeDeps } from "../../../shared/runtime.ts";
+import { confirmHandler } from "../../../shared/payments/confirm.ts";
+import { runtimeDeps } from "../../../shared/infra/runtime.ts";
 
 export default confirmHandler(runtimeDeps());

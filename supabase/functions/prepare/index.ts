@@ -1,4 +1,4 @@
-import { prepareHandler } from "../../../shared/prepare.ts";
-import { runtimeDeps } from "../../../shared/runtime.ts";
+import { prepareHandler } from "../../../shared/payments/prepare.ts";
+import { runtimeDeps } from "../../../shared/infra/runtime.ts";
 
 export default prepareHandler(runtimeDeps());

@@ -1,4 +1,4 @@
-import { reconcileHandler } from "../../../shared/reconcile.ts";
-import { runtimeDeps } from "../../../shared/runtime.ts";
+import { reconcileHandler } from "../../../shared/payments/reconcile.ts";
+import { runtimeDeps } from "../../../shared/infra/runtime.ts";
 
 export default reconcileHandler(runtimeDeps(["reconcile"]));

@@ -1,4 +1,4 @@
-import { runtimeDeps } from "../../../shared/runtime.ts";
-import { webhookHandler } from "../../../shared/webhook.ts";
+import { runtimeDeps } from "../../../shared/infra/runtime.ts";
+import { webhookHandler } from "../../../shared/webhook/webhook.ts";
 
 export default webhookHandler(runtimeDeps(["webhook"]));

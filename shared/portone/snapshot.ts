@@ -3,8 +3,8 @@
  * unchecked). Objects are loose and enums open, because PortOne adds fields, statuses and method types
  * without notice: a status we do not know yet parses as `unrecognized` instead of failing.
  */
-import { z } from "./deps.ts";
-import { isPaymentStatus, type PaymentStatus } from "./payment-status.ts";
+import { z } from "../infra/deps.ts";
+import { isPaymentStatus, type PaymentStatus } from "../payments/status.ts";
 
 const money = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const timestamp = z.iso.datetime({ offset: true });

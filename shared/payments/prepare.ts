@@ -3,15 +3,15 @@
  * browser SDK's `requestPayment` needs. The amount comes from the order, never from the client, and is
  * pre-registered at PortOne so the payment window refuses any other amount.
  */
-import { channelKeyFor, payMethods } from "./config.ts";
-import { newPaymentId } from "./crypto.ts";
-import { z } from "./deps.ts";
-import { AppError } from "./errors.ts";
-import type { Caller } from "./auth.ts";
-import { PortOneRefusal } from "./portone.ts";
-import type { AppDeps } from "./runtime.ts";
-import { defineFunction, type EdgeFunction, readJson, replyJson } from "./http.ts";
-import { idempotencyKeyFrom, withIdempotency } from "./idempotency.ts";
+import { channelKeyFor, payMethods } from "../infra/config.ts";
+import { newPaymentId } from "../infra/crypto.ts";
+import { z } from "../infra/deps.ts";
+import { AppError } from "../infra/errors.ts";
+import type { Caller } from "../infra/auth.ts";
+import { PortOneRefusal } from "../portone/gateway.ts";
+import type { AppDeps } from "../infra/runtime.ts";
+import { defineFunction, type EdgeFunction, readJson, replyJson } from "../infra/http.ts";
+import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
 
 export const PrepareRequest = z.strictObject({
   orderId: z.uuid(),

@@ -9,12 +9,12 @@
  * webhooks delivered out of order and two events in the same second all converge on the newest state, with
  * exactly one audit event per real change.
  */
-import type { PortOneGateway } from "./portone.ts";
-import { PortOneRefusal } from "./portone.ts";
-import { type ParsedPayment, parsePayment, type PaymentSnapshot } from "./portone-snapshot.ts";
-import { canTransition, type PaymentStatus, statusRank } from "./payment-status.ts";
-import type { Sql, TransactionSql } from "./db.ts";
-import { log } from "./log.ts";
+import type { PortOneGateway } from "../portone/gateway.ts";
+import { PortOneRefusal } from "../portone/gateway.ts";
+import { type ParsedPayment, parsePayment, type PaymentSnapshot } from "../portone/snapshot.ts";
+import { canTransition, type PaymentStatus, statusRank } from "./status.ts";
+import type { Sql, TransactionSql } from "../infra/db.ts";
+import { log } from "../infra/log.ts";
 
 export type SyncSource = "confirm" | "webhook" | "reconcile" | "cancel" | "billing";
 

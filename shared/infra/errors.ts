@@ -38,7 +38,7 @@ export const errorStatus = {
 
 export type ErrorCode = keyof typeof errorStatus;
 
-/** An error that ends the request with a stable code; thrown anywhere, turned into a response in shared/http.ts. */
+/** An error that ends the request with a stable code; thrown anywhere, turned into a response in shared/infra/http.ts. */
 export class AppError extends Error {
   readonly code: ErrorCode;
   readonly status: number;

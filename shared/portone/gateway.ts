@@ -15,9 +15,9 @@ import {
   type PortOneCommon,
   type PortOneIdentityVerification,
   type PortOnePayment,
-} from "./deps.ts";
-import { AppError } from "./errors.ts";
-import { log } from "./log.ts";
+} from "../infra/deps.ts";
+import { AppError } from "../infra/errors.ts";
+import { log } from "../infra/log.ts";
 
 export type Payment = PortOnePayment.Payment;
 export type PaymentCancellation = PortOnePayment.PaymentCancellation;

@@ -15,13 +15,13 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { abandonedCancellationCutoff, recoverAbandonedCancellations } from "./cancel.ts";
-import { z } from "./deps.ts";
-import { AppError } from "./errors.ts";
-import { defineFunction, type EdgeFunction, json, readBodyText, validate } from "./http.ts";
-import { log } from "./log.ts";
-import { parsePayment } from "./portone-snapshot.ts";
-import type { AppDeps } from "./runtime.ts";
-import { applySnapshot, syncPayment } from "./sync-payment.ts";
+import { z } from "../infra/deps.ts";
+import { AppError } from "../infra/errors.ts";
+import { defineFunction, type EdgeFunction, json, readBodyText, validate } from "../infra/http.ts";
+import { log } from "../infra/log.ts";
+import { parsePayment } from "../portone/snapshot.ts";
+import type { AppDeps } from "../infra/runtime.ts";
+import { applySnapshot, syncPayment } from "./sync.ts";
 
 export const ReconcileRequest = z.strictObject({
   /** How far back PortOne's payments are scanned (by creation time). */

@@ -2,7 +2,7 @@
  * PortOne's bank codes (the `Bank` enum of its V2 API), for validating refund accounts before PortOne is
  * called. The SDK's `Bank` type is open-ended, so the runtime list lives here.
  */
-import type { Bank } from "./portone.ts";
+import type { Bank } from "./gateway.ts";
 
 export const bankCodes = [
   "BANK_OF_KOREA",

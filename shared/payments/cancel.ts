@@ -13,20 +13,20 @@
  * repeats the identical keyed request, which PortOne performs at most once; a webhook or reconcile settles
  * it otherwise.
  */
-import type { Caller } from "./auth.ts";
-import { bankCodes, pgProvidersRequiringRefundPhone } from "./banks.ts";
-import type { TransactionSql } from "./db.ts";
-import { z } from "./deps.ts";
-import { AppError } from "./errors.ts";
-import { defineFunction, type EdgeFunction, readJson, replyJson } from "./http.ts";
-import { sha256Hex } from "./crypto.ts";
-import { idempotencyKeyFrom, withIdempotency } from "./idempotency.ts";
-import { log } from "./log.ts";
-import { type PaymentCancellation, PortOneRefusal } from "./portone.ts";
-import { maskDigits } from "./portone-snapshot.ts";
-import type { AppDeps } from "./runtime.ts";
+import type { Caller } from "../infra/auth.ts";
+import { bankCodes, pgProvidersRequiringRefundPhone } from "../portone/banks.ts";
+import type { TransactionSql } from "../infra/db.ts";
+import { z } from "../infra/deps.ts";
+import { AppError } from "../infra/errors.ts";
+import { defineFunction, type EdgeFunction, readJson, replyJson } from "../infra/http.ts";
+import { sha256Hex } from "../infra/crypto.ts";
+import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
+import { log } from "../infra/log.ts";
+import { type PaymentCancellation, PortOneRefusal } from "../portone/gateway.ts";
+import { maskDigits } from "../portone/snapshot.ts";
+import type { AppDeps } from "../infra/runtime.ts";
 import { paymentIdSchema } from "./confirm.ts";
-import { syncPayment } from "./sync-payment.ts";
+import { syncPayment } from "./sync.ts";
 
 const money = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 

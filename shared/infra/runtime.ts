@@ -5,7 +5,7 @@
 import { type ConfigNeed, readConfig } from "./config.ts";
 import type { Config } from "./config.ts";
 import { createSql, type Sql } from "./db.ts";
-import { createPortOneGateway, type PortOneGateway } from "./portone.ts";
+import { createPortOneGateway, type PortOneGateway } from "../portone/gateway.ts";
 import { createAccessTokenVerifier, type VerifyAccessToken } from "./auth.ts";
 
 export interface AppDeps {

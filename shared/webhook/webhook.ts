@@ -7,14 +7,14 @@
  * ids; 409 while another delivery of the same id is still being processed; 5xx for our own failures
  * (PortOne or the database unreachable during processing) so PortOne retries.
  */
-import { AppError } from "./errors.ts";
-import { defineFunction, type EdgeFunction, json, readBodyText } from "./http.ts";
-import { sha256Hex } from "./crypto.ts";
-import { log } from "./log.ts";
-import { verifyWebhookSignature, WebhookVerificationError } from "./portone.ts";
-import type { AppDeps } from "./runtime.ts";
-import { syncPayment } from "./sync-payment.ts";
-import { syncBillingKey } from "./billing-key.ts";
+import { AppError } from "../infra/errors.ts";
+import { defineFunction, type EdgeFunction, json, readBodyText } from "../infra/http.ts";
+import { sha256Hex } from "../infra/crypto.ts";
+import { log } from "../infra/log.ts";
+import { verifyWebhookSignature, WebhookVerificationError } from "../portone/gateway.ts";
+import type { AppDeps } from "../infra/runtime.ts";
+import { syncPayment } from "../payments/sync.ts";
+import { syncBillingKey } from "../billing/billing-key.ts";
 
 /** Transaction events: each one means "re-fetch this payment". */
 const transactionTypes = new Set([

@@ -2,12 +2,12 @@
  * `confirm`: after the payment window closes, the browser asks us to confirm; we never trust what it says
  * about the payment and run the shared sync (re-fetch → verify → apply) instead.
  */
-import { z } from "./deps.ts";
-import { AppError } from "./errors.ts";
-import type { Caller } from "./auth.ts";
-import type { AppDeps } from "./runtime.ts";
-import { defineFunction, type EdgeFunction, json, readJson } from "./http.ts";
-import { type PaymentView, syncPayment } from "./sync-payment.ts";
+import { z } from "../infra/deps.ts";
+import { AppError } from "../infra/errors.ts";
+import type { Caller } from "../infra/auth.ts";
+import type { AppDeps } from "../infra/runtime.ts";
+import { defineFunction, type EdgeFunction, json, readJson } from "../infra/http.ts";
+import { type PaymentView, syncPayment } from "./sync.ts";
 
 export const paymentIdSchema = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, "must be a paymentId from prepare");
 

@@ -13,18 +13,18 @@
  *   POST   /billing-key/{id}/pay   { orderId } + Idempotency-Key   charge an order
  *   DELETE /billing-key/{id}                                       delete, idempotent
  */
-import { newPaymentId } from "./crypto.ts";
-import { z } from "./deps.ts";
-import { AppError } from "./errors.ts";
-import type { Caller } from "./auth.ts";
-import type { Sql, TransactionSql } from "./db.ts";
-import { log } from "./log.ts";
-import { PortOneRefusal } from "./portone.ts";
-import { maskDigits } from "./portone-snapshot.ts";
-import type { AppDeps } from "./runtime.ts";
-import { defineFunction, type EdgeFunction, json, readJson, replyJson } from "./http.ts";
-import { idempotencyKeyFrom, withIdempotency } from "./idempotency.ts";
-import { type PaymentView, syncPayment } from "./sync-payment.ts";
+import { newPaymentId } from "../infra/crypto.ts";
+import { z } from "../infra/deps.ts";
+import { AppError } from "../infra/errors.ts";
+import type { Caller } from "../infra/auth.ts";
+import type { Sql, TransactionSql } from "../infra/db.ts";
+import { log } from "../infra/log.ts";
+import { PortOneRefusal } from "../portone/gateway.ts";
+import { maskDigits } from "../portone/snapshot.ts";
+import type { AppDeps } from "../infra/runtime.ts";
+import { defineFunction, type EdgeFunction, json, readJson, replyJson } from "../infra/http.ts";
+import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
+import { type PaymentView, syncPayment } from "../payments/sync.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // Requests and views

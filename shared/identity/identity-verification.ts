@@ -9,14 +9,14 @@
  * CIs obtained elsewhere. DI and the personal details are kept for the service only (no column grants);
  * clients get the masked name, the carrier and the verification time.
  */
-import { hmacSha256Hex } from "./crypto.ts";
-import { z } from "./deps.ts";
-import { AppError } from "./errors.ts";
-import type { Caller } from "./auth.ts";
-import { log } from "./log.ts";
-import { PortOneRefusal } from "./portone.ts";
-import type { AppDeps } from "./runtime.ts";
-import { defineFunction, type EdgeFunction, json, readJson } from "./http.ts";
+import { hmacSha256Hex } from "../infra/crypto.ts";
+import { z } from "../infra/deps.ts";
+import { AppError } from "../infra/errors.ts";
+import type { Caller } from "../infra/auth.ts";
+import { log } from "../infra/log.ts";
+import { PortOneRefusal } from "../portone/gateway.ts";
+import type { AppDeps } from "../infra/runtime.ts";
+import { defineFunction, type EdgeFunction, json, readJson } from "../infra/http.ts";
 
 /** Ids are chosen by our frontend; this refuses what cannot be one (and keeps the PortOne path sane). */
 export const VerifyIdentityRequest = z.strictObject({

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { syncBillingKey } from "../shared/billing/billing-key.ts";
+import { syncBillingKey } from "../shared/billing/keys.ts";
 import { type CallInit, capturedLogLines, startTestApp, type TestApp, type TestUser } from "./support/app.ts";
 
 const cardNumber = "4330-1234-5678-9012";

@@ -14,7 +14,7 @@ import { log } from "../infra/log.ts";
 import { verifyWebhookSignature, WebhookVerificationError } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { syncPayment } from "../payments/sync.ts";
-import { syncBillingKey } from "../billing/billing-key.ts";
+import { syncBillingKey } from "../billing/keys.ts";
 
 /** Transaction events: each one means "re-fetch this payment". */
 const transactionTypes = new Set([

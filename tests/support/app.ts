@@ -9,7 +9,7 @@ import { cancelHandler } from "../../shared/payments/cancel.ts";
 import { confirmHandler } from "../../shared/payments/confirm.ts";
 import { prepareHandler } from "../../shared/payments/prepare.ts";
 import { reconcileHandler } from "../../shared/payments/reconcile.ts";
-import { billingKeyHandler } from "../../shared/billing/billing-key.ts";
+import { billingKeyHandler } from "../../shared/billing/handler.ts";
 import { identityVerificationHandler } from "../../shared/identity/identity-verification.ts";
 import { webhookHandler } from "../../shared/webhook/webhook.ts";
 import type { EdgeFunction } from "../../shared/infra/http.ts";

@@ -7,6 +7,8 @@
  * 3. pgTAP files with pg_prove, then the Deno tests.
  * 4. A last line `suite: N passed, N failed`; the exit code is non-zero if anything failed.
  *
+ * Arguments, if any, name the Deno test files to run instead of all of them (for a quick loop).
+ *
  * A missing prerequisite stops the run with one line naming what to install.
  */
 import { type Cluster, startCluster } from "./postgres-cluster.ts";
@@ -150,7 +152,8 @@ async function main(): Promise<number> {
     const pgtap = pgProveCounts(pgProve.text, pgProve.code);
     say(`pgTAP: ${pgtap.passed} passed, ${pgtap.failed} failed`);
 
-    const denoTest = await runTee(Deno.execPath(), ["test", "--allow-all", "--parallel"], {
+    // `deno task test tests/a.test.ts …` runs only those Deno test files (the database steps run as always)
+    const denoTest = await runTee(Deno.execPath(), ["test", "--allow-all", "--parallel", ...Deno.args], {
       NO_COLOR: "1",
       DATABASE_URL: appUrl,
       TEST_ADMIN_DATABASE_URL: adminUrl,

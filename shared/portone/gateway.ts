@@ -21,6 +21,7 @@ import { log } from "../infra/log.ts";
 
 export type Payment = PortOnePayment.Payment;
 export type PaymentCancellation = PortOnePayment.PaymentCancellation;
+export type PaymentEvent = PortOnePayment.PaymentEvent;
 export type BillingKeyInfo = PortOneBillingKey.BillingKeyInfo;
 export type IdentityVerification = PortOneIdentityVerification.IdentityVerification;
 export type Bank = PortOneCommon.Bank;
@@ -233,6 +234,13 @@ export function createPortOneGateway(options: PortOneGatewayOptions) {
       ),
     getPaymentsByCursor: (input: { from?: string; until?: string; cursor?: string; size?: number }) =>
       call("getAllPaymentsByCursor", undefined, () => payments.getAllPaymentsByCursor({ ...input, storeId })),
+    /** PortOne's log of money events (paid, cancelled), oldest first; our store only. */
+    getPaymentEventsByCursor: (input: { from?: string; until?: string; cursor?: string; size?: number }) =>
+      call(
+        "getAllPaymentEventsByCursor",
+        undefined,
+        () => payments.getAllPaymentEventsByCursor({ ...input, storeId }),
+      ),
     resendWebhook: (paymentId: string, webhookId?: string) =>
       call(
         "resendWebhook",

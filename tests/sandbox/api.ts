@@ -15,6 +15,7 @@ import {
   emitPaymentWebhook,
   now,
   paymentView,
+  recordPaymentEvent,
   type SandboxContext,
   setStatus,
   settleCancellation,
@@ -73,6 +74,12 @@ const routes: Route[] = [
     pattern: /^\/payments-by-cursor$/,
     operation: "getAllPaymentsByCursor",
     handler: getAllByCursor,
+  },
+  {
+    method: "GET",
+    pattern: /^\/payment-events-by-cursor$/,
+    operation: "getAllPaymentEventsByCursor",
+    handler: getAllEventsByCursor,
   },
   { method: "GET", pattern: /^\/payments\/([^/]+)$/, operation: "getPayment", handler: getPayment },
   {
@@ -252,6 +259,12 @@ async function failWith(fault: PickedFault, req: ApiRequest, ctx: ApiContext): P
   switch (fault.mode) {
     case "status5xx":
       return json(fault.status, { type: "INTERNAL_SERVER_ERROR", message: "sandbox: injected server error" });
+    case "refusal":
+      return json(fault.status, {
+        type: fault.type,
+        message: "sandbox: injected refusal",
+        ...(fault.type === "PG_PROVIDER" ? { pgCode: "SANDBOX_REFUSED", pgMessage: "거절되었습니다" } : {}),
+      });
     case "html502":
       return {
         kind: "response",
@@ -623,6 +636,7 @@ function payWithBillingKey(
     });
   }
   record.paidAt = setStatus(ctx, record, "PAID");
+  recordPaymentEvent(ctx, record);
   emitPaymentWebhook(ctx, record, "Transaction.Paid");
   return { payment: { pgTxId: record.pgTxId ?? "", paidAt: record.paidAt } };
 }
@@ -764,6 +778,43 @@ function getAllByCursor(
     .slice(0, size);
   return {
     items: items.map((record) => ({ payment: paymentView(ctx, record), cursor: btoa(`seq:${record.seq}`) })),
+  };
+}
+
+/**
+ * Every payment event created in [from, until] (default: the 90 days before now), oldest first, after
+ * `cursor`. Without a storeId the merchant's every store is read (spec: 고객사 전체 결제 이벤트).
+ */
+function getAllEventsByCursor(
+  ctx: ApiContext,
+  _params: string[],
+  req: ApiRequest,
+): PortOnePayment.GetAllPaymentEventsByCursorResponse {
+  const body = queryBody(req);
+  const storeIdInput = optionalString(body, "storeId");
+  const storeId = storeIdInput === undefined ? undefined : resolveStore(ctx, storeIdInput);
+  const size = optionalInt(body, "size", 1) ?? 10;
+  if (size > 1000) throw invalid("size must be at most 1000");
+  const until = optionalTime(body, "until") ?? ctx.clock().getTime();
+  const from = optionalTime(body, "from") ?? until - 90 * 24 * 3600_000;
+  const cursor = optionalString(body, "cursor");
+  let after = 0;
+  if (cursor !== undefined) {
+    const match = /^event:(\d+)$/.exec(safeAtob(cursor));
+    if (!match) throw invalid("cursor is not one this API returned");
+    after = Number(match[1]);
+  }
+  const items = ctx.state.paymentEvents
+    .filter((record) =>
+      record.seq > after && (storeId === undefined || record.storeId === storeId) &&
+      record.createdAtMs >= from && record.createdAtMs <= until
+    )
+    .slice(0, size);
+  return {
+    items: items.map(({ seq, event }) => ({
+      paymentEvent: structuredClone(event),
+      cursor: btoa(`event:${seq}`),
+    })),
   };
 }
 

@@ -4,6 +4,8 @@
  *
  *   GET    /info                               urls, storeIds, channels, retry schedule (no secrets)
  *   POST   /customer/pay                       PayInput → Payment (PAID | VIRTUAL_ACCOUNT_ISSUED | FAILED)
+ *   POST   /customer/expire-virtual-account    { paymentId } → Payment (later deposits are refused)
+ *   POST   /console/cancel                     ConsoleCancelInput → Payment (a refund in PortOne's console)
  *   POST   /customer/open-window               PayInput → READY Payment
  *   POST   /customer/pay-pending               PayInput | {paymentId, storeId?} → PAY_PENDING Payment
  *   POST   /customer/deposit                   {paymentId, storeId?} → PAID Payment
@@ -80,6 +82,10 @@ async function handleControl(sandbox: Sandbox, req: Request): Promise<Response> 
         return reply({ identityVerificationId: sandbox.completeIdentityVerification(body as never) });
       case "POST /customer/cancellations/complete":
         return reply(sandbox.completeCancellation(body as never) ?? null);
+      case "POST /console/cancel":
+        return reply(sandbox.consoleCancel(body as never));
+      case "POST /customer/expire-virtual-account":
+        return reply(sandbox.expireVirtualAccount(String(body.paymentId), optional(body.storeId)));
       case "GET /truth/refunds":
         return reply(sandbox.refunds());
       case "GET /truth/requests":

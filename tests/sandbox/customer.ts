@@ -9,6 +9,7 @@ import {
   emitPaymentWebhook,
   now,
   paymentView,
+  recordPaymentEvent,
   type SandboxContext,
   setStatus,
   settleCancellation,
@@ -94,6 +95,7 @@ export function pay(ctx: SandboxContext, input: PayInput): PortOnePayment.Paymen
     emitPaymentWebhook(ctx, record, "Transaction.VirtualAccountIssued");
   } else {
     record.paidAt = setStatus(ctx, record, "PAID");
+    recordPaymentEvent(ctx, record);
     emitPaymentWebhook(ctx, record, "Transaction.Paid");
   }
   return paymentView(ctx, record);
@@ -128,7 +130,14 @@ export function depositVirtualAccount(
   storeId?: string,
 ): PortOnePayment.Payment {
   const record = existing(ctx, paymentId, storeId, ["VIRTUAL_ACCOUNT_ISSUED"]);
+  const expiredAt = record.method?.type === "PaymentMethodVirtualAccount"
+    ? record.method.expiredAt
+    : undefined;
+  if (expiredAt !== undefined && Date.parse(expiredAt) <= ctx.clock().getTime()) {
+    throw new SandboxError("VIRTUAL_ACCOUNT_EXPIRED", `the account of payment ${paymentId} has expired`);
+  }
   record.paidAt = setStatus(ctx, record, "PAID");
+  recordPaymentEvent(ctx, record);
   emitPaymentWebhook(ctx, record, "Transaction.Paid", { trigger: "VIRTUAL_ACCOUNT_DEPOSIT" });
   return paymentView(ctx, record);
 }

@@ -23,6 +23,7 @@ export type Operation =
   | "getPayment"
   | "getPayments"
   | "getAllPaymentsByCursor"
+  | "getAllPaymentEventsByCursor"
   | "preRegisterPayment"
   | "cancelPayment"
   | "payWithBillingKey"
@@ -38,8 +39,10 @@ export type Operation =
  * - `html502`: an HTML 502 page as a proxy would send; the SDK's `response.json()` throws `SyntaxError`.
  * - `reset`: destroy the TCP connection without a response; `fetch` throws `TypeError`.
  * - `hang`: never answer until the client goes away or the sandbox closes.
+ * - `refusal`: a documented PortOne error (`{type, message}` with `status`, e.g. 502 `PG_PROVIDER` when
+ *   the card company refuses a cancel); nothing is done.
  */
-export type RestFaultMode = "latency" | "status5xx" | "html502" | "reset" | "hang";
+export type RestFaultMode = "latency" | "status5xx" | "html502" | "reset" | "hang" | "refusal";
 
 export interface RestFaultInput {
   /** Match by SDK operation name. */
@@ -51,6 +54,8 @@ export interface RestFaultInput {
   mode: RestFaultMode;
   latencyMs?: number;
   status?: number;
+  /** refusal: the error type answered (default PG_PROVIDER). */
+  type?: string;
   /** Only the next N matching calls (after `fraction` is applied). Unlimited when omitted. */
   times?: number;
   /** Share of matching calls that fail, decided by the seeded PRNG. 1 when omitted. */
@@ -71,6 +76,7 @@ export interface PickedFault {
   mode: RestFaultMode;
   latencyMs: number;
   status: number;
+  type: string;
   applyBeforeFailure: boolean;
 }
 
@@ -119,6 +125,7 @@ export class RestFaults {
         mode: rule.mode,
         latencyMs: rule.latencyMs ?? 1000,
         status: rule.status ?? 500,
+        type: rule.type ?? "PG_PROVIDER",
         applyBeforeFailure: rule.applyBeforeFailure ?? false,
       };
     }

@@ -5,10 +5,12 @@
 import type { PortOne, PortOnePayment } from "../../shared/infra/deps.ts";
 import type { Random } from "./faults.ts";
 import {
+  amountOf,
   type CancellationRecord,
   type PaymentRecord,
   type PaymentStatus,
   SandboxState,
+  toCancellation,
   toPayment,
 } from "./state.ts";
 import type { WebhookDispatcher, WebhookMessage } from "./webhooks.ts";
@@ -109,6 +111,54 @@ export function emitBillingKeyWebhook(
   return ctx.webhooks.emit({ type: payload.type, timestamp: payload.timestamp, data: { ...payload.data } });
 }
 
+/**
+ * Appends to PortOne's payment event log what just happened to `record`: it was paid, or one of its
+ * cancellations succeeded. The event is a frozen copy of the payment at that moment, as the spec's
+ * PaidPaymentEvent / PartialCancelledPaymentEvent / CancelledPaymentEvent describe it.
+ */
+export function recordPaymentEvent(
+  ctx: SandboxContext,
+  record: PaymentRecord,
+  cancellation?: CancellationRecord,
+): void {
+  const common = {
+    id: `payment-event-${crypto.randomUUID()}`,
+    paymentId: record.id,
+    transactionId: record.transactionId,
+    merchantId: ctx.state.merchantId,
+    storeId: record.storeId,
+    ...(record.method ? { method: structuredClone(record.method) } : {}),
+    channel: { ...record.channel },
+    version: "V2" as const,
+    requestedAt: record.requestedAt,
+    createdAt: now(ctx),
+    orderName: record.orderName,
+    totalAmount: amountOf(record),
+    currency: record.currency,
+    customer: { ...record.customer },
+    ...(record.pgTxId ? { pgTxId: record.pgTxId } : {}),
+  };
+  let event: PortOnePayment.PaymentEvent;
+  if (!cancellation) {
+    event = { ...common, type: "PAID", disputes: [], eventAmount: record.total };
+  } else {
+    const cancelled = {
+      ...common,
+      cancellation: toCancellation(cancellation),
+      eventAmount: -cancellation.totalAmount,
+    };
+    event = record.status === "CANCELLED"
+      ? { ...cancelled, type: "CANCELLED" }
+      : { ...cancelled, type: "PARTIAL_CANCELLED" };
+  }
+  ctx.state.paymentEvents.push({
+    seq: ctx.state.nextSeq(),
+    storeId: record.storeId,
+    createdAtMs: Date.parse(common.createdAt),
+    event,
+  });
+}
+
 /** Books a succeeded cancellation: amounts, status, refund truth, and the webhook unless skipped. */
 export function settleCancellation(
   ctx: SandboxContext,
@@ -127,6 +177,7 @@ export function settleCancellation(
   if (record.method?.type === "PaymentMethodVirtualAccount") {
     record.method = { ...record.method, refundStatus: "COMPLETED" };
   }
+  recordPaymentEvent(ctx, record, cancellation);
   ctx.state.refunds.push({
     paymentId: record.id,
     storeId: record.storeId,

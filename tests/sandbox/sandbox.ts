@@ -24,6 +24,7 @@ import {
   type PayInput,
   setPayPending,
 } from "./customer.ts";
+import { consoleCancel, type ConsoleCancelInput, expireVirtualAccount } from "./console.ts";
 import { type RestFault, type RestFaultInput, RestFaults, seededRandom } from "./faults.ts";
 import { paymentView } from "./payment-events.ts";
 import { type RefundRecord, type RequestLogEntry, SandboxState, type StoreChannels } from "./state.ts";
@@ -91,6 +92,10 @@ export interface Sandbox {
   issueBillingKey(input: IssueBillingKeyInput): string;
   completeIdentityVerification(input: CompleteIdentityVerificationInput): string;
   completeCancellation(input: CompleteCancellationInput): PortOnePayment.PaymentCancellation | undefined;
+  /** A refund made by the merchant's staff in PortOne's console. */
+  consoleCancel(input: ConsoleCancelInput): PortOnePayment.Payment;
+  /** The virtual account's deposit deadline passes now. */
+  expireVirtualAccount(paymentId: string, storeId?: string): PortOnePayment.Payment;
 
   getPayment(paymentId: string, storeId?: string): PortOnePayment.Payment | undefined;
   refunds(): RefundRecord[];
@@ -177,6 +182,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     issueBillingKey: (input) => issueBillingKey(ctx, input),
     completeIdentityVerification: (input) => completeIdentityVerification(ctx, input),
     completeCancellation: (input) => completeCancellation(ctx, input),
+    consoleCancel: (input) => consoleCancel(ctx, input),
+    expireVirtualAccount: (paymentId, storeId) => expireVirtualAccount(ctx, paymentId, storeId),
     getPayment: (paymentId, storeId) => {
       const record = state.payment(storeId ?? state.mainStoreId, paymentId);
       return record ? paymentView(ctx, record) : undefined;
@@ -273,6 +280,7 @@ function concat(chunks: Uint8Array[]): Uint8Array {
 export type {
   CompleteCancellationInput,
   CompleteIdentityVerificationInput,
+  ConsoleCancelInput,
   DeliveryAttempt,
   IssueBillingKeyInput,
   PayInput,

@@ -86,6 +86,8 @@ export interface CancellationRecord {
   cancelledAt?: string;
   refundAccount?: RefundAccount;
   skipWebhook: boolean;
+  /** Who asked: our API caller, or an admin in PortOne's console. */
+  trigger?: "API" | "CONSOLE";
 }
 
 export interface PaymentRecord {
@@ -190,6 +192,15 @@ export interface RequestLogEntry {
   fault?: string;
 }
 
+/** One entry of PortOne's payment event log (`GET /payment-events-by-cursor`), frozen when it happened. */
+export interface PaymentEventRecord {
+  /** Creation order; backs the cursor. */
+  seq: number;
+  storeId: string;
+  createdAtMs: number;
+  event: PortOnePayment.PaymentEvent;
+}
+
 export interface IdempotencyRecord {
   fingerprint: string;
   createdAtMs: number;
@@ -208,6 +219,7 @@ export class SandboxState {
   readonly identityVerifications = new Map<string, IdentityVerificationRecord>();
   readonly idempotency = new Map<string, IdempotencyRecord>();
   readonly refunds: RefundRecord[] = [];
+  readonly paymentEvents: PaymentEventRecord[] = [];
   readonly requests: RequestLogEntry[] = [];
   #seq = 0;
 
@@ -263,13 +275,10 @@ export function vatOf(amount: number, taxFree: number): number {
   return Math.floor((amount - taxFree) / 11);
 }
 
-export function toPayment(
-  record: PaymentRecord,
-  merchantId: string,
-  webhooks?: PortOnePayment.PaymentWebhook[],
-): PortOnePayment.Payment {
+/** The payment's amounts as the API reports them. */
+export function amountOf(record: PaymentRecord): PortOnePayment.PaymentAmount {
   const vat = vatOf(record.total, record.taxFree);
-  const amount: PortOnePayment.PaymentAmount = {
+  return {
     total: record.total,
     taxFree: record.taxFree,
     vat,
@@ -281,6 +290,14 @@ export function toPayment(
     cancelled: record.cancelled,
     cancelledTaxFree: record.cancelledTaxFree,
   };
+}
+
+export function toPayment(
+  record: PaymentRecord,
+  merchantId: string,
+  webhooks?: PortOnePayment.PaymentWebhook[],
+): PortOnePayment.Payment {
+  const amount = amountOf(record);
   const common = {
     id: record.id,
     transactionId: record.transactionId,
@@ -362,7 +379,7 @@ export function toCancellation(record: CancellationRecord): PortOnePayment.Payme
     vatAmount: record.vatAmount,
     reason: record.reason,
     requestedAt: record.requestedAt,
-    trigger: "API",
+    trigger: record.trigger ?? "API",
     ...(record.cancelledAt ? { cancelledAt: record.cancelledAt } : {}),
   };
   switch (record.status) {

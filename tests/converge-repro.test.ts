@@ -1,0 +1,322 @@
+/**
+ * The five ways a payment's history failed to converge on PortOne's truth (issue CONVERGE), each driven
+ * end to end through our functions, real PostgreSQL and the sandbox.
+ */
+import assert from "node:assert/strict";
+import { startTestApp, type TestApp, testReconcileSecret, type TestUser } from "./support/app.ts";
+import { adminSql } from "./support/test-database.ts";
+
+async function paidPayment(
+  app: TestApp,
+  options: { price?: number; asyncCancel?: boolean; confirm?: boolean } = {},
+): Promise<{ user: TestUser; paymentId: string; orderId: string }> {
+  const user = await app.createUser();
+  const product = await app.createProduct({ price: options.price ?? 10000 });
+  const order = await app.createOrder(user, [{ productId: product, quantity: 1 }]);
+  const { body: checkout } = await app.call("prepare", { user, body: { orderId: order.id } });
+  app.sandbox.pay({
+    ...checkout,
+    channel: "TEST",
+    method: "CARD",
+    customerId: user.id,
+    asyncCancel: options.asyncCancel ?? false,
+  });
+  if (options.confirm !== false) {
+    const confirmed = await app.call("confirm", { user, body: { paymentId: checkout.paymentId } });
+    assert.equal(confirmed.body.status, "PAID");
+  }
+  return { user, paymentId: checkout.paymentId, orderId: order.id };
+}
+
+function cancel(app: TestApp, user: TestUser, body: Record<string, unknown>, key: string) {
+  return app.call("cancel", { user, body, headers: { "idempotency-key": key } });
+}
+
+function reconcile(app: TestApp, body: Record<string, unknown> = {}) {
+  return app.call("reconcile", { body, token: testReconcileSecret });
+}
+
+async function row(app: TestApp, paymentId: string) {
+  const [found] = await app.deps.sql`
+    select p.status, p.cancelled_amount, p.cancel_reserved_amount, o.status as order_status
+    from public.payments p join public.orders o on o.id = p.order_id where p.id = ${paymentId}`;
+  return { ...found };
+}
+
+Deno.test("1: a stale reservation and a console refund of everything neither wedge the payment nor reconcile", async () => {
+  await using app = await startTestApp();
+  const admin = await app.createUser({ admin: true });
+  const { user, paymentId } = await paidPayment(app);
+
+  // our 3,000 partial cancel never reaches PortOne: 503, the reservation is kept (as designed)
+  app.sandbox.injectFault({ operation: "cancelPayment", mode: "reset", times: 1 });
+  const lost = await cancel(
+    app,
+    admin,
+    { paymentId, amount: 3000, reason: "부분 환불" },
+    crypto.randomUUID(),
+  );
+  assert.equal(lost.status, 503);
+  assert.equal((await row(app, paymentId)).cancel_reserved_amount, 3000);
+
+  // an admin refunds the whole payment in PortOne's console
+  await app.deps.portone.cancelPayment({
+    paymentId,
+    reason: "콘솔 전액 환불",
+    requester: "ADMIN",
+    currentCancellableAmount: 10000,
+    idempotencyKey: `console-${crypto.randomUUID()}`,
+  });
+  // another payment whose webhook and confirm were lost, for reconcile to heal in the same run
+  const other = await paidPayment(app, { confirm: false });
+
+  const confirmed = await app.call("confirm", { user, body: { paymentId } });
+  assert.equal(confirmed.status, 200, JSON.stringify(confirmed.body));
+  assert.equal(confirmed.body.status, "CANCELLED");
+  assert.deepEqual(await row(app, paymentId), {
+    status: "CANCELLED",
+    cancelled_amount: 10000,
+    cancel_reserved_amount: 0,
+    order_status: "cancelled",
+  });
+  const [ours] = await app.deps.sql`
+    select status, failure_reason from public.payment_cancellations
+    where payment_id = ${paymentId} and requester = 'ADMIN'`;
+  assert.equal(ours?.status, "FAILED", "the reservation that can no longer succeed is settled");
+
+  const run = await reconcile(app);
+  assert.equal(run.status, 200, JSON.stringify(run.body));
+  assert.deepEqual(run.body.errors, []);
+  assert.equal((await row(app, other.paymentId)).status, "PAID");
+});
+
+Deno.test("1b: reconcile reports a payment it cannot apply and goes on with the others", async () => {
+  await using app = await startTestApp();
+  const broken = await paidPayment(app);
+  // our row claims more was refunded than PortOne ever did (a hand edit, a bug): the next snapshot would
+  // lower cancelled_amount, which the database refuses
+  await app.deps.sql`
+    update public.payments set status = 'PARTIAL_CANCELLED', cancelled_amount = 6000 where id = ${broken.paymentId}`;
+  await app.deps.portone.cancelPayment({
+    paymentId: broken.paymentId,
+    amount: 1000,
+    reason: "콘솔 환불",
+    requester: "ADMIN",
+    currentCancellableAmount: 10000,
+    idempotencyKey: `console-${crypto.randomUUID()}`,
+  });
+  const healthy = await paidPayment(app, { confirm: false });
+  const run = await reconcile(app);
+  assert.equal(run.status, 200, JSON.stringify(run.body));
+  assert.ok(
+    run.body.errors.some((e: { paymentId: string }) => e.paymentId === broken.paymentId),
+    JSON.stringify(run.body.errors),
+  );
+  assert.equal((await row(app, healthy.paymentId)).status, "PAID");
+});
+
+Deno.test("2: an asynchronous cancel PortOne marks FAILED is settled and releases its reservation", async () => {
+  await using app = await startTestApp();
+  const admin = await app.createUser({ admin: true });
+  const { paymentId } = await paidPayment(app, { asyncCancel: true });
+  const first = await cancel(
+    app,
+    admin,
+    { paymentId, amount: 4000, reason: "비동기 취소" },
+    crypto.randomUUID(),
+  );
+  assert.equal(first.status, 200, JSON.stringify(first.body));
+  assert.equal(first.body.cancellation.status, "REQUESTED");
+  assert.equal((await row(app, paymentId)).cancel_reserved_amount, 4000);
+
+  app.sandbox.completeCancellation({ paymentId, outcome: "FAILED" });
+  const run = await reconcile(app);
+  assert.equal(run.status, 200, JSON.stringify(run.body));
+  const [settled] = await app.deps.sql`
+    select status from public.payment_cancellations where payment_id = ${paymentId}`;
+  assert.equal(settled?.status, "FAILED");
+  assert.deepEqual(await row(app, paymentId), {
+    status: "PAID",
+    cancelled_amount: 0,
+    cancel_reserved_amount: 0,
+    order_status: "paid",
+  });
+  const next = await cancel(app, admin, { paymentId, amount: 1000, reason: "다시" }, crypto.randomUUID());
+  assert.equal(next.status, 200, JSON.stringify(next.body));
+});
+
+Deno.test("2b: recovery re-fetches an abandoned cancellation PortOne already knows", async () => {
+  await using app = await startTestApp();
+  const admin = await app.createUser({ admin: true });
+  const { paymentId } = await paidPayment(app, { asyncCancel: true });
+  const first = await cancel(
+    app,
+    admin,
+    { paymentId, amount: 4000, reason: "비동기 취소" },
+    crypto.randomUUID(),
+  );
+  assert.equal(first.body.cancellation.status, "REQUESTED");
+  app.sandbox.completeCancellation({ paymentId, outcome: "FAILED" });
+  await app.deps.sql`
+    update public.payment_cancellations set requested_at = now() - interval '10 minutes'
+    where payment_id = ${paymentId}`;
+  // the next cancel finds the abandoned one, re-fetches it, sees it FAILED and goes ahead
+  const next = await cancel(app, admin, { paymentId, amount: 1000, reason: "다시" }, crypto.randomUUID());
+  assert.equal(next.status, 200, JSON.stringify(next.body));
+  assert.equal(next.body.cancelledAmount, 1000);
+});
+
+Deno.test("3: reconcile checks least-recently-checked first, skips long-expired accounts, and resumes a cut-short scan", async () => {
+  await using app = await startTestApp();
+  // three unpaid virtual accounts, one of them expired long ago; a re-check takes one per run
+  const accounts: { user: TestUser; paymentId: string }[] = [];
+  for (let i = 0; i < 3; i++) {
+    const user = await app.createUser();
+    const product = await app.createProduct({ price: 5000 + i });
+    const order = await app.createOrder(user, [{ productId: product, quantity: 1 }]);
+    const { body: checkout } = await app.call("prepare", { user, body: { orderId: order.id } });
+    app.sandbox.pay({ ...checkout, channel: "TEST", method: "VIRTUAL_ACCOUNT", customerId: user.id });
+    await app.call("confirm", { user, body: { paymentId: checkout.paymentId } });
+    accounts.push({ user, paymentId: checkout.paymentId });
+  }
+  const [expired, a, b] = accounts as [typeof accounts[0], typeof accounts[0], typeof accounts[0]];
+  await app.deps.sql`
+    update public.payments set virtual_account_expires_at = now() - interval '30 days'
+    where id = ${expired.paymentId}`;
+  // deposits whose webhooks were lost
+  app.sandbox.depositVirtualAccount(a.paymentId);
+  app.sandbox.depositVirtualAccount(b.paymentId);
+  // the scan of PortOne's window cannot see them (one payment per run, and there are more): only the
+  // waiting re-check can, one per run
+  const seen = new Set<string>();
+  for (let run = 0; run < 3; run++) {
+    const { status, body } = await reconcile(app, { maxWaiting: 1, maxPayments: 1, lookbackMinutes: 1 });
+    assert.equal(status, 200, JSON.stringify(body));
+    for (const id of [a.paymentId, b.paymentId]) {
+      if ((await row(app, id)).status === "PAID") seen.add(id);
+    }
+  }
+  assert.deepEqual([...seen].sort(), [a.paymentId, b.paymentId].sort());
+  const [checked] = await app.deps
+    .sql`select checked_at from public.payments where id = ${expired.paymentId}`;
+  assert.equal(checked?.checked_at, null, "an account expired beyond the grace period is not re-checked");
+});
+
+Deno.test("3b: a busy window is scanned to the end across runs, and the report says where it stopped", async () => {
+  await using app = await startTestApp();
+  const lost: string[] = [];
+  for (let i = 0; i < 5; i++) lost.push((await paidPayment(app, { confirm: false })).paymentId);
+  const reports = [];
+  for (let run = 0; run < 8; run++) {
+    const { status, body } = await reconcile(app, { maxPayments: 2, maxWaiting: 0 });
+    assert.equal(status, 200, JSON.stringify(body));
+    reports.push(body);
+  }
+  for (const id of lost) assert.equal((await row(app, id)).status, "PAID", id);
+  assert.ok(reports[0].stoppedShort?.scan, JSON.stringify(reports[0]));
+  assert.equal(reports[0].stoppedShort.scan.reason, "limit");
+  assert.ok(reports[0].stoppedShort.scan.resumeCursor);
+});
+
+Deno.test("3c: a console refund of a payment older than the look-back window is applied from PortOne's events", async () => {
+  await using app = await startTestApp();
+  const { paymentId } = await paidPayment(app);
+  // a first run sets the event checkpoint
+  assert.equal((await reconcile(app)).status, 200);
+  await app.deps.portone.cancelPayment({
+    paymentId,
+    amount: 2500,
+    reason: "콘솔 환불",
+    requester: "ADMIN",
+    currentCancellableAmount: 10000,
+    idempotencyKey: `console-${crypto.randomUUID()}`,
+  });
+  // the webhook was lost; the look-back scan of a minute-wide window would not list a payment created earlier
+  // if PortOne's clock said so — the events feed finds it regardless of the window
+  const { status, body } = await reconcile(app, { lookbackMinutes: 1, maxPayments: 1, maxWaiting: 0 });
+  assert.equal(status, 200, JSON.stringify(body));
+  assert.ok(body.events.read >= 1, JSON.stringify(body));
+  assert.equal((await row(app, paymentId)).cancelled_amount, 2500);
+});
+
+Deno.test("4: a re-prepare racing a sync of the same order does not deadlock", async () => {
+  await using app = await startTestApp();
+  const user = await app.createUser();
+  const product = await app.createProduct({ price: 7000 });
+  const order = await app.createOrder(user, [{ productId: product, quantity: 1 }]);
+  const { body: checkout } = await app.call("prepare", { user, body: { orderId: order.id } });
+  app.sandbox.pay({ ...checkout, channel: "TEST", method: "CARD", customerId: user.id });
+
+  const admin = adminSql();
+  const syncSide = app.isolate();
+  const prepareSide = app.isolate();
+  try {
+    // hold the payment row so both sides queue up behind it: the sync first, then the re-prepare
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => release = resolve);
+    let held!: () => void;
+    const holding = new Promise<void>((resolve) => held = resolve);
+    const holder = admin.begin(async (tx) => {
+      await tx`select 1 from public.payments where id = ${checkout.paymentId} for update`;
+      held();
+      await released;
+    });
+    await holding;
+    const waiters = async () =>
+      (await admin<{ n: number }[]>`
+        select count(*)::int as n from pg_stat_activity
+        where application_name = 'portone-payments' and wait_event_type = 'Lock'`)[0]!.n;
+    const confirm = syncSide.functions.confirm.fetch(
+      new Request("http://127.0.0.1/functions/v1/confirm", {
+        method: "POST",
+        headers: { authorization: `Bearer ${user.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ paymentId: checkout.paymentId }),
+      }),
+    );
+    for (let i = 0; i < 200 && (await waiters()) < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    const prepare = prepareSide.functions.prepare.fetch(
+      new Request("http://127.0.0.1/functions/v1/prepare", {
+        method: "POST",
+        headers: { authorization: `Bearer ${user.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ orderId: order.id }),
+      }),
+    );
+    for (let i = 0; i < 200 && (await waiters()) < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    release();
+    await holder;
+    const [confirmed, prepared] = await Promise.all([confirm, prepare]);
+    const confirmBody = await confirmed.json();
+    const prepareBody = await prepared.json();
+    assert.equal(confirmed.status, 200, JSON.stringify(confirmBody));
+    assert.equal(confirmBody.status, "PAID");
+    assert.ok(
+      prepared.status === 200 || (prepared.status === 409 && prepareBody.error.code === "order_not_payable"),
+      `${prepared.status} ${JSON.stringify(prepareBody)}`,
+    );
+  } finally {
+    await syncSide.close();
+    await prepareSide.close();
+    await admin.end();
+  }
+});
+
+Deno.test("5: a refused cancel retried with the same Idempotency-Key answers the original error", async () => {
+  await using app = await startTestApp();
+  const admin = await app.createUser({ admin: true });
+  const { paymentId } = await paidPayment(app);
+  app.sandbox.injectFault({
+    operation: "cancelPayment",
+    mode: "refusal",
+    status: 502,
+    type: "PG_PROVIDER",
+    times: 1,
+  });
+  const key = crypto.randomUUID();
+  const first = await cancel(app, admin, { paymentId, amount: 2000, reason: "PG 거절" }, key);
+  assert.equal(first.status, 502, JSON.stringify(first.body));
+  assert.equal(first.body.error.code, "portone_error");
+  const retried = await cancel(app, admin, { paymentId, amount: 2000, reason: "PG 거절" }, key);
+  assert.equal(retried.status, 502, JSON.stringify(retried.body));
+  assert.equal(retried.body.error.code, "portone_error");
+  assert.equal(app.sandbox.refunds().filter((r) => r.paymentId === paymentId).length, 0);
+});

@@ -163,42 +163,59 @@ Deno.test("2b: recovery re-fetches an abandoned cancellation PortOne already kno
   // the next cancel finds the abandoned one, re-fetches it, sees it FAILED and goes ahead
   const next = await cancel(app, admin, { paymentId, amount: 1000, reason: "다시" }, crypto.randomUUID());
   assert.equal(next.status, 200, JSON.stringify(next.body));
-  assert.equal(next.body.cancelledAmount, 1000);
+  assert.deepEqual(next.body.cancellation.amount, 1000);
+  const [first_] = await app.deps.sql`
+    select status from public.payment_cancellations where id = ${first.body.cancellation.id}`;
+  assert.equal(first_?.status, "FAILED");
 });
 
-Deno.test("3: reconcile checks least-recently-checked first, skips long-expired accounts, and resumes a cut-short scan", async () => {
-  await using app = await startTestApp();
-  // three unpaid virtual accounts, one of them expired long ago; a re-check takes one per run
-  const accounts: { user: TestUser; paymentId: string }[] = [];
-  for (let i = 0; i < 3; i++) {
+Deno.test("3: reconcile checks least-recently-checked first and skips long-expired accounts", async () => {
+  // PortOne's clock is two days behind: neither the scan of a one-minute window nor the event log started a
+  // minute ago can see these payments, only the re-check of our waiting payments can
+  await using app = await startTestApp({
+    sandbox: { clock: () => new Date(Date.now() - 2 * 24 * 3600_000) },
+  });
+  const accounts: string[] = [];
+  for (let i = 0; i < 4; i++) {
     const user = await app.createUser();
     const product = await app.createProduct({ price: 5000 + i });
     const order = await app.createOrder(user, [{ productId: product, quantity: 1 }]);
     const { body: checkout } = await app.call("prepare", { user, body: { orderId: order.id } });
     app.sandbox.pay({ ...checkout, channel: "TEST", method: "VIRTUAL_ACCOUNT", customerId: user.id });
     await app.call("confirm", { user, body: { paymentId: checkout.paymentId } });
-    accounts.push({ user, paymentId: checkout.paymentId });
+    accounts.push(checkout.paymentId);
   }
-  const [expired, a, b] = accounts as [typeof accounts[0], typeof accounts[0], typeof accounts[0]];
+  // the oldest expired a month ago; the next is still open and never paid; the last two were paid, their
+  // webhooks lost
+  const [expired, open, a, b] = accounts as [string, string, string, string];
   await app.deps.sql`
-    update public.payments set virtual_account_expires_at = now() - interval '30 days'
-    where id = ${expired.paymentId}`;
-  // deposits whose webhooks were lost
-  app.sandbox.depositVirtualAccount(a.paymentId);
-  app.sandbox.depositVirtualAccount(b.paymentId);
-  // the scan of PortOne's window cannot see them (one payment per run, and there are more): only the
-  // waiting re-check can, one per run
-  const seen = new Set<string>();
-  for (let run = 0; run < 3; run++) {
-    const { status, body } = await reconcile(app, { maxWaiting: 1, maxPayments: 1, lookbackMinutes: 1 });
+    update public.payments set virtual_account_expires_at = now() - interval '30 days' where id = ${expired}`;
+  app.sandbox.depositVirtualAccount(a);
+  app.sandbox.depositVirtualAccount(b);
+  // The guarantee: a payment with W waiting payments checked less recently (itself included) is checked
+  // within ⌈W / maxWaiting⌉ runs. Other tests share this database, so W is counted, not assumed.
+  const maxWaiting = 2;
+  const [ahead] = await app.deps.sql<{ n: number }[]>`
+    with waiting as (
+      select p.id, coalesce(p.checked_at, p.created_at) as key from public.payments p
+      where p.status = 'PAY_PENDING'
+         or (p.status = 'VIRTUAL_ACCOUNT_ISSUED' and (p.virtual_account_expires_at is null
+             or p.virtual_account_expires_at > now() - interval '1 day'))
+         or exists (select 1 from public.payment_cancellations c where c.payment_id = p.id and c.status = 'REQUESTED'))
+    select count(*)::int as n from waiting where key <= (select key from waiting where id = ${b})`;
+  const runs = Math.ceil(ahead!.n / maxWaiting);
+  const reports = [];
+  for (let run = 0; run < runs; run++) {
+    const { status, body } = await reconcile(app, { maxWaiting, lookbackMinutes: 1, maxEvents: 0 });
     assert.equal(status, 200, JSON.stringify(body));
-    for (const id of [a.paymentId, b.paymentId]) {
-      if ((await row(app, id)).status === "PAID") seen.add(id);
-    }
+    reports.push(body);
   }
-  assert.deepEqual([...seen].sort(), [a.paymentId, b.paymentId].sort());
-  const [checked] = await app.deps
-    .sql`select checked_at from public.payments where id = ${expired.paymentId}`;
+  assert.equal((await row(app, a)).status, "PAID");
+  assert.equal((await row(app, b)).status, "PAID");
+  assert.equal((await row(app, open)).status, "VIRTUAL_ACCOUNT_ISSUED");
+  assert.equal(reports[0].stoppedShort?.waiting?.reason, "limit");
+  assert.ok(reports[0].waiting.skippedExpired >= 1);
+  const [checked] = await app.deps.sql`select checked_at from public.payments where id = ${expired}`;
   assert.equal(checked?.checked_at, null, "an account expired beyond the grace period is not re-checked");
 });
 
@@ -207,35 +224,31 @@ Deno.test("3b: a busy window is scanned to the end across runs, and the report s
   const lost: string[] = [];
   for (let i = 0; i < 5; i++) lost.push((await paidPayment(app, { confirm: false })).paymentId);
   const reports = [];
-  for (let run = 0; run < 8; run++) {
-    const { status, body } = await reconcile(app, { maxPayments: 2, maxWaiting: 0 });
+  for (let run = 0; run < 3; run++) {
+    const { status, body } = await reconcile(app, { maxPayments: 2, maxWaiting: 0, maxEvents: 0 });
     assert.equal(status, 200, JSON.stringify(body));
     reports.push(body);
   }
   for (const id of lost) assert.equal((await row(app, id)).status, "PAID", id);
-  assert.ok(reports[0].stoppedShort?.scan, JSON.stringify(reports[0]));
-  assert.equal(reports[0].stoppedShort.scan.reason, "limit");
+  assert.equal(reports[0].stoppedShort?.scan?.reason, "limit", JSON.stringify(reports[0]));
   assert.ok(reports[0].stoppedShort.scan.resumeCursor);
+  assert.deepEqual(reports[1].window, reports[0].window, "the next run resumes the same window");
+  assert.equal(reports[2].stoppedShort, null, "the third run finishes the window");
 });
 
 Deno.test("3c: a console refund of a payment older than the look-back window is applied from PortOne's events", async () => {
-  await using app = await startTestApp();
+  let offsetMs = -10 * 24 * 3600_000;
+  await using app = await startTestApp({ sandbox: { clock: () => new Date(Date.now() + offsetMs) } });
   const { paymentId } = await paidPayment(app);
   // a first run sets the event checkpoint
   assert.equal((await reconcile(app)).status, 200);
-  await app.deps.portone.cancelPayment({
-    paymentId,
-    amount: 2500,
-    reason: "콘솔 환불",
-    requester: "ADMIN",
-    currentCancellableAmount: 10000,
-    idempotencyKey: `console-${crypto.randomUUID()}`,
-  });
-  // the webhook was lost; the look-back scan of a minute-wide window would not list a payment created earlier
-  // if PortOne's clock said so — the events feed finds it regardless of the window
-  const { status, body } = await reconcile(app, { lookbackMinutes: 1, maxPayments: 1, maxWaiting: 0 });
+  offsetMs = 0;
+  app.sandbox.consoleCancel({ paymentId, amount: 2500, reason: "콘솔 환불" });
+  // the webhook was lost; the payment is ten days old, far outside a one-minute scan
+  const { status, body } = await reconcile(app, { lookbackMinutes: 1, maxWaiting: 0 });
   assert.equal(status, 200, JSON.stringify(body));
-  assert.ok(body.events.read >= 1, JSON.stringify(body));
+  assert.equal(body.portone.scanned, 0);
+  assert.equal(body.events.applied, 1, JSON.stringify(body));
   assert.equal((await row(app, paymentId)).cancelled_amount, 2500);
 });
 

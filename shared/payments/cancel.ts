@@ -26,7 +26,7 @@ import { type PaymentCancellation, PortOneRefusal } from "../portone/gateway.ts"
 import { maskDigits } from "../portone/snapshot.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { paymentIdSchema } from "./confirm.ts";
-import { syncPayment } from "./sync.ts";
+import { recordSettlement, syncPayment } from "./sync.ts";
 
 const money = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 
@@ -78,6 +78,7 @@ interface CancellationRow {
   idempotency_key: string;
   current_cancellable_amount: number;
   portone_cancellation_id: string | null;
+  failure_reason: string | null;
 }
 
 /** What to send PortOne: the reservation, and whether it is a retry of an earlier identical request. */
@@ -152,6 +153,10 @@ async function reserve(
           "idempotency_key_reused",
           "This Idempotency-Key was used for a different cancellation",
         );
+      }
+      // a refused request stays refused: its retry answers the refusal again, never a 200 with FAILED inside
+      if (existing.status === "FAILED") {
+        throw refusalError(existing.failure_reason ?? "", input.refundAccount !== undefined);
       }
       return existing.status === "REQUESTED"
         ? {
@@ -248,18 +253,12 @@ function settleRow(cancellationId: string, answer: {
         where payment_id = ${row.payment_id} and status = 'REQUESTED')
       where id = ${row.payment_id}`;
     if (answer.status !== "REQUESTED") {
-      await tx`
-        insert into public.payment_events (payment_id, source, kind, detail)
-        values (${row.payment_id}, 'cancel', ${
-        answer.status === "SUCCEEDED" ? "cancel_succeeded" : "cancel_failed"
-      },
-                ${
-        tx.json({
-          cancellationId,
-          portoneCancellationId: answer.portoneId ?? null,
-          reason: answer.failureReason ?? null,
-        })
-      })`;
+      await recordSettlement(tx, row.payment_id, "cancel", {
+        cancellationId,
+        status: answer.status,
+        portoneCancellationId: answer.portoneId ?? null,
+        reason: answer.failureReason ?? null,
+      });
     }
   };
 }
@@ -327,22 +326,30 @@ async function callPortOne(
     }
     // PortOne refused: nothing was refunded, so the reservation is released and our view refreshed
     await settle(deps, cancellation, { status: "FAILED", failureReason: error.type });
-    const mapped = refusalCodes[error.type];
-    if (mapped?.code === "payment_out_of_sync") {
-      throw new AppError(
-        "payment_out_of_sync",
-        "The payment changed at PortOne; review it and retry with a new Idempotency-Key",
-      );
-    }
-    if (mapped) throw new AppError(mapped.code, error.message);
-    if (error.type === "INVALID_REQUEST" && refundAccount) {
-      throw new AppError("invalid_refund_account", "PortOne refused the refund account");
-    }
-    throw new AppError("portone_error", "PortOne refused the cancellation", {
-      cause: error,
-      details: error.pgCode ? { pgCode: error.pgCode, pgMessage: error.pgMessage ?? null } : {},
-    });
+    throw refusalError(error.type, refundAccount !== undefined, error);
   }
+}
+
+/**
+ * The answer to a refused cancellation, from PortOne's refusal type; the same for the first request and
+ * for every retry of it with the same Idempotency-Key (the type is kept as the row's failure_reason).
+ */
+function refusalError(type: string, withRefundAccount: boolean, refusal?: PortOneRefusal): AppError {
+  const mapped = refusalCodes[type];
+  if (mapped?.code === "payment_out_of_sync") {
+    return new AppError(
+      "payment_out_of_sync",
+      "The payment changed at PortOne; review it and retry with a new Idempotency-Key",
+    );
+  }
+  if (mapped) return new AppError(mapped.code, refusal?.message ?? "PortOne refused the cancellation");
+  if (type === "INVALID_REQUEST" && withRefundAccount) {
+    return new AppError("invalid_refund_account", "PortOne refused the refund account");
+  }
+  return new AppError("portone_error", "PortOne refused the cancellation", {
+    cause: refusal,
+    details: refusal?.pgCode ? { pgCode: refusal.pgCode, pgMessage: refusal.pgMessage ?? null } : {},
+  });
 }
 
 /**
@@ -354,20 +361,21 @@ export function abandonedCancellationCutoff(deps: AppDeps): Date {
 }
 
 /**
- * Finishes cancellations of a payment that were reserved but whose request died before settling (the
- * caller's process crashed or it never retried), so they stop blocking new ones. A fresh snapshot settles
- * those PortOne performed; the rest are sent again with their persisted request and Idempotency-Key, which
- * PortOne performs at most once and refuses if the balance has moved since (currentCancellableAmount).
- * Virtual-account refunds cannot be resent (the account number is never stored) and are left for an
- * operator, with an error log line. Returns whether anything was settled.
+ * Finishes cancellations of a payment that were reserved but never settled, so they stop blocking new
+ * ones: the caller's process crashed, it never retried, or PortOne settled an asynchronous cancel without
+ * telling us. Every one of them is re-fetched first (one snapshot of the payment settles those PortOne
+ * performed or failed, and those that can no longer succeed); the requests PortOne never received are then
+ * sent again with their persisted request and Idempotency-Key, which PortOne performs at most once and
+ * refuses if the balance has moved since (currentCancellableAmount). Those PortOne still holds as REQUESTED
+ * stay until it settles them. Virtual-account refunds cannot be resent (the account number is never
+ * stored) and are left for an operator, with an error log line. Returns whether nothing is left unsettled.
  */
 export async function recoverAbandonedCancellations(deps: AppDeps, paymentId: string): Promise<boolean> {
   const abandonedBefore = abandonedCancellationCutoff(deps);
   const abandoned = () =>
     deps.sql<(CancellationRow & { method_type: string | null })[]>`
       select c.*, p.method_type from public.payment_cancellations c join public.payments p on p.id = c.payment_id
-      where c.payment_id = ${paymentId} and c.status = 'REQUESTED' and c.portone_cancellation_id is null
-        and c.requested_at < ${abandonedBefore}
+      where c.payment_id = ${paymentId} and c.status = 'REQUESTED' and c.requested_at < ${abandonedBefore}
       order by c.requested_at`;
   if ((await abandoned()).length === 0) return false;
 
@@ -378,6 +386,7 @@ export async function recoverAbandonedCancellations(deps: AppDeps, paymentId: st
   ).catch((error) => log("warn", "cancel_recovery_sync_failed", { paymentId, error }));
 
   for (const cancellation of await abandoned()) {
+    if (cancellation.portone_cancellation_id !== null) continue; // PortOne has it and has not decided yet
     if (cancellation.method_type === "VIRTUAL_ACCOUNT") {
       log("error", "cancel_needs_operator", { paymentId, cancellationId: cancellation.id });
       continue;

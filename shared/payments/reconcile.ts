@@ -1,17 +1,20 @@
 /**
  * `reconcile`: heals drift between PortOne and our database, for a scheduler (pg_cron + pg_net, or any
  * cron) to call every few minutes. Webhooks can be lost for good (PortOne stops retrying after ~6 hours),
- * a browser may never call `confirm`, and a caller may vanish mid-cancel; reconcile catches all three with
- * the same sync routine the other functions use:
+ * a browser may never call `confirm`, a caller may vanish mid-cancel, and staff refund in PortOne's
+ * console; reconcile catches all of it with the same sync routine the other functions use:
  *
- * 1. PortOne's view: pages the payments created in the look-back window (cursor API) and applies each
- *    snapshot of a payment we prepared — monotonic, so a run never moves anything backwards.
- * 2. Our view: re-fetches our payments still waiting on PortOne (PAY_PENDING, VIRTUAL_ACCOUNT_ISSUED, or
- *    with an unsettled cancellation), whenever they were created.
- * 3. Finishes cancellations whose caller abandoned them (see recoverAbandonedCancellations).
+ * 1. Finishes cancellations left unsettled (see recoverAbandonedCancellations), so they block nothing.
+ * 2. Follows PortOne's payment-event log from a persisted checkpoint: every payment paid or refunded since
+ *    (console refunds included), however old the payment (see reconcile-portone.ts).
+ * 3. Scans the payments created in the look-back window, resuming a window cut short by its limit.
+ * 4. Re-fetches our payments still waiting on PortOne (PAY_PENDING, an unexpired virtual account, or an
+ *    unsettled cancellation), least recently checked first, whenever they were created.
  *
- * It answers a report of what it did; 503 when PortOne could not be paged, so the scheduler retries.
- * Authentication: `Authorization: Bearer <RECONCILE_SECRET>` (verify_jwt is off for this function).
+ * Each payment is isolated: one that fails is listed in the report's `errors` with its id and the run
+ * goes on. The report says which reader stopped short and where the next run resumes. It answers 503
+ * (with the report) when PortOne could not be read to the end, so the scheduler retries; the progress made
+ * is kept. Authentication: `Authorization: Bearer <RECONCILE_SECRET>` (verify_jwt is off for this function).
  */
 import { timingSafeEqual } from "node:crypto";
 import { abandonedCancellationCutoff, recoverAbandonedCancellations } from "./cancel.ts";
@@ -19,31 +22,26 @@ import { z } from "../infra/deps.ts";
 import { AppError } from "../infra/errors.ts";
 import { defineFunction, type EdgeFunction, json, readBodyText, validate } from "../infra/http.ts";
 import { log } from "../infra/log.ts";
-import { parsePayment } from "../portone/snapshot.ts";
 import type { AppDeps } from "../infra/runtime.ts";
-import { applySnapshot, syncPayment } from "./sync.ts";
+import { followPaymentEvents, scanPortOne } from "./reconcile-portone.ts";
+import { newReport, type ReconcileReport, recordError } from "./reconcile-report.ts";
+import { syncPayment } from "./sync.ts";
+
+export type { ReconcileReport } from "./reconcile-report.ts";
 
 export const ReconcileRequest = z.strictObject({
-  /** How far back PortOne's payments are scanned (by creation time). */
+  /** How far back PortOne's payments are scanned (by creation time); also where the event log starts. */
   lookbackMinutes: z.number().int().min(1).max(90 * 24 * 60).default(3 * 24 * 60),
-  /** An upper bound on the PortOne payments one run looks at. */
+  /** An upper bound on the PortOne payments one run scans; the rest of the window waits for the next run. */
   maxPayments: z.number().int().min(1).max(10_000).default(2_000),
+  /** An upper bound on the PortOne payment events one run reads (0: do not follow the event log). */
+  maxEvents: z.number().int().min(0).max(10_000).default(2_000),
   /** An upper bound on our own waiting payments one run re-fetches. */
   maxWaiting: z.number().int().min(0).max(1_000).default(200),
+  /** How long after its deadline an unpaid virtual account is still re-checked (the event log covers later). */
+  expiredAccountGraceMinutes: z.number().int().min(0).max(90 * 24 * 60).default(24 * 60),
 });
 export type ReconcileRequest = z.infer<typeof ReconcileRequest>;
-
-/** Counters filled in as a run goes. */
-export interface ReconcileReport {
-  window: { from: string; until: string };
-  portone: { scanned: number; applied: number; unchanged: number; notOurs: number; unrecognized: number };
-  waiting: { checked: number; applied: number; failed: number };
-  cancellations: { abandonedPayments: number; cleared: number };
-  /** Webhook deliveries that failed and were not retried to success (for alerting). */
-  failedWebhooks: number;
-}
-
-const pageSize = 100;
 
 /** Constant-time check of the scheduler's secret. */
 export function checkReconcileSecret(request: Request, secret: string | undefined): void {
@@ -55,62 +53,49 @@ export function checkReconcileSecret(request: Request, secret: string | undefine
   if (!ok) throw new AppError("unauthorized", "A valid reconcile secret is required");
 }
 
-async function scanPortOne(deps: AppDeps, from: Date, until: Date, max: number, report: ReconcileReport) {
-  let cursor: string | undefined;
-  while (report.portone.scanned < max) {
-    const page = await deps.portone.getPaymentsByCursor({
-      from: from.toISOString(),
-      until: until.toISOString(),
-      size: Math.min(pageSize, max - report.portone.scanned),
-      ...(cursor ? { cursor } : {}),
-    });
-    const items = page.items ?? [];
-    for (const item of items) {
-      report.portone.scanned++;
-      const parsed = parsePayment(item.payment);
-      if (parsed.kind === "unrecognized") {
-        report.portone.unrecognized++;
-        continue;
-      }
-      if (parsed.storeId !== deps.config.portone.storeId) {
-        report.portone.notOurs++;
-        continue;
-      }
-      const result = await applySnapshot(deps.sql, parsed, "reconcile", {
-        requireLiveChannel: deps.config.portone.requireLiveChannel,
-      });
-      if (result.outcome === "applied") report.portone.applied++;
-      else if (result.outcome === "not_ours") report.portone.notOurs++;
-      else report.portone.unchanged++;
-    }
-    const last = items.at(-1)?.cursor;
-    if (items.length === 0 || !last || last === cursor) break;
-    cursor = last;
-  }
-}
-
-async function recheckWaiting(deps: AppDeps, max: number, report: ReconcileReport) {
-  if (max === 0) return;
+/**
+ * Re-fetches the payments still waiting on PortOne, least recently checked first. Every check moves
+ * `checked_at`, whatever PortOne answered, so a payment that never changes (or always fails) goes to the
+ * back and cannot starve the others: a payment waiting behind W others is checked within ⌈W / max⌉ runs.
+ */
+async function recheckWaiting(
+  deps: AppDeps,
+  input: ReconcileRequest,
+  report: ReconcileReport,
+  synced: Set<string>,
+) {
+  const graceMinutes = input.expiredAccountGraceMinutes;
+  const [expired] = await deps.sql<{ n: number }[]>`
+    select count(*)::int as n from public.payments
+    where status = 'VIRTUAL_ACCOUNT_ISSUED'
+      and virtual_account_expires_at <= now() - make_interval(mins => ${graceMinutes})`;
+  report.waiting.skippedExpired = expired?.n ?? 0;
+  if (input.maxWaiting === 0) return;
   const waiting = await deps.sql<{ id: string }[]>`
     select p.id from public.payments p
-    where p.status in ('PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED')
+    where p.status = 'PAY_PENDING'
+       or (p.status = 'VIRTUAL_ACCOUNT_ISSUED' and (p.virtual_account_expires_at is null
+           or p.virtual_account_expires_at > now() - make_interval(mins => ${graceMinutes})))
        or exists (select 1 from public.payment_cancellations c where c.payment_id = p.id and c.status = 'REQUESTED')
-    order by p.synced_at nulls first, p.id
-    limit ${max}`;
-  for (const { id } of waiting) {
+    order by coalesce(p.checked_at, p.created_at), p.id
+    limit ${input.maxWaiting + 1}`;
+  if (waiting.length > input.maxWaiting) {
+    report.stoppedShort = { ...report.stoppedShort, waiting: { reason: "limit" } };
+  }
+  for (const { id } of waiting.slice(0, input.maxWaiting)) {
     report.waiting.checked++;
     try {
-      const result = await syncPayment(
-        deps,
-        id,
-        "reconcile",
-      );
-      if (result.outcome === "applied") report.waiting.applied++;
+      // already synced by the event log or the scan of this run: that was its check
+      if (!synced.has(id)) {
+        const result = await syncPayment(deps, id, "reconcile");
+        if (result.outcome === "applied") report.waiting.applied++;
+        synced.add(id);
+      }
     } catch (error) {
-      // one payment PortOne cannot answer for must not stop the others
       report.waiting.failed++;
-      log("warn", "reconcile_payment_failed", { paymentId: id, error });
+      recordError(report, "waiting", id, error);
     }
+    await deps.sql`update public.payments set checked_at = now() where id = ${id}`;
   }
 }
 
@@ -118,35 +103,44 @@ async function finishAbandonedCancellations(deps: AppDeps, report: ReconcileRepo
   const abandonedBefore = abandonedCancellationCutoff(deps);
   const payments = await deps.sql<{ payment_id: string }[]>`
     select distinct payment_id from public.payment_cancellations
-    where status = 'REQUESTED' and portone_cancellation_id is null and requested_at < ${abandonedBefore}`;
+    where status = 'REQUESTED' and requested_at < ${abandonedBefore}`;
   for (const { payment_id } of payments) {
     report.cancellations.abandonedPayments++;
-    if (await recoverAbandonedCancellations(deps, payment_id)) report.cancellations.cleared++;
+    try {
+      if (await recoverAbandonedCancellations(deps, payment_id)) report.cancellations.cleared++;
+    } catch (error) {
+      recordError(report, "cancellations", payment_id, error);
+    }
   }
 }
 
 export async function reconcile(deps: AppDeps, input: ReconcileRequest): Promise<ReconcileReport> {
   const until = new Date();
   const from = new Date(until.getTime() - input.lookbackMinutes * 60_000);
-  const report: ReconcileReport = {
-    window: { from: from.toISOString(), until: until.toISOString() },
-    portone: { scanned: 0, applied: 0, unchanged: 0, notOurs: 0, unrecognized: 0 },
-    waiting: { checked: 0, applied: 0, failed: 0 },
-    cancellations: { abandonedPayments: 0, cleared: 0 },
-    failedWebhooks: 0,
-  };
-  await scanPortOne(deps, from, until, input.maxPayments, report);
-  await recheckWaiting(deps, input.maxWaiting, report);
+  const report = newReport({ from: from.toISOString(), until: until.toISOString() });
+  // payments synced in this run: one fresh look each is enough
+  const synced = new Set<string>();
   await finishAbandonedCancellations(deps, report);
+  await followPaymentEvents(deps, { max: input.maxEvents, startFrom: from }, report, synced);
+  await scanPortOne(deps, { max: input.maxPayments, window: { from, until } }, report, synced);
+  await recheckWaiting(deps, input, report, synced);
   const [failed] = await deps.sql<{ n: number }[]>`
     select count(*)::int as n from public.webhook_logs
     where status = 'failed' or (status = 'processing' and lease_expires_at < now())`;
   report.failedWebhooks = failed?.n ?? 0;
-  log("info", "reconcile_finished", { ...report });
+  log(report.errors.length > 0 ? "warn" : "info", "reconcile_finished", { ...report });
+  const stopped = report.stoppedShort;
+  if (stopped?.events?.reason === "portone_unavailable" || stopped?.scan?.reason === "portone_unavailable") {
+    throw new AppError(
+      "portone_unavailable",
+      "PortOne could not be read to the end; the next run resumes where this one stopped",
+      { details: { report } },
+    );
+  }
   return report;
 }
 
-/** The `reconcile` function: POST (optional body { lookbackMinutes?, maxPayments?, maxWaiting? }). */
+/** The `reconcile` function: POST (optional body: see ReconcileRequest). */
 export function reconcileHandler(deps: AppDeps): EdgeFunction {
   return defineFunction({
     name: "reconcile",

@@ -184,29 +184,91 @@ function orderStatusFor(status: PaymentStatus): "paid" | "partial_cancelled" | "
   }
 }
 
-async function syncCancellations(
+/** The audit event of one cancellation settling; written by whoever moved it out of REQUESTED, once. */
+export async function recordSettlement(
   tx: TransactionSql,
   paymentId: string,
+  source: SyncSource,
+  settlement: {
+    cancellationId: string;
+    status: "SUCCEEDED" | "FAILED";
+    portoneCancellationId: string | null;
+    reason: string | null;
+  },
+): Promise<void> {
+  await tx`
+    insert into public.payment_events (payment_id, source, kind, detail)
+    values (${paymentId}, ${source}, ${
+    settlement.status === "SUCCEEDED" ? "cancel_succeeded" : "cancel_failed"
+  },
+            ${
+    tx.json({
+      cancellationId: settlement.cancellationId,
+      portoneCancellationId: settlement.portoneCancellationId,
+      reason: settlement.reason,
+    })
+  })`;
+}
+
+/** Why a reservation settled by the sync failed: what PortOne answers a cancel it can no longer perform. */
+export const unreachableReservation = "CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN";
+/** Why a cancellation PortOne itself marked FAILED failed (PortOne gives no reason). */
+export const failedAtPortOne = "FAILED_AT_PORTONE";
+
+/**
+ * Brings our cancellations in line with PortOne's list, then settles our own reservations that can no
+ * longer succeed, and returns what stays reserved. Runs on every sync, newer snapshot or not: a cancellation
+ * can settle (an asynchronous one FAILED) without any payment-level field changing.
+ *
+ * A reservation we never got an answer for (no PortOne id) carries the `currentCancellableAmount` it was
+ * sent with, and PortOne performs it only while its balance (paid − cancelled − pending) equals that. The
+ * paid − cancelled balance never grows, so once the freshest one we know is below that amount the request
+ * can never succeed, whether it is retried, resent by recovery or still in flight: it is settled FAILED
+ * here, exactly as PortOne would refuse it, instead of holding an amount PortOne no longer has.
+ */
+async function syncCancellations(
+  tx: TransactionSql,
   snapshot: PaymentSnapshot,
-): Promise<number> {
+  source: SyncSource,
+  /** The freshest paid − cancelled we know, and the one the payment row will hold after this sync. */
+  balance: { freshest: number; recorded: number },
+): Promise<{ reserved: number; settled: number }> {
+  const paymentId = snapshot.id;
+  let settled = 0;
+  const settle = async (cancellationId: string, status: "SUCCEEDED" | "FAILED", portoneId: string | null) => {
+    settled++;
+    await recordSettlement(tx, paymentId, source, {
+      cancellationId,
+      status,
+      portoneCancellationId: portoneId,
+      reason: status === "FAILED" ? (portoneId === null ? unreachableReservation : failedAtPortOne) : null,
+    });
+  };
   for (const c of snapshot.cancellations) {
     const settledAt = c.status === "REQUESTED" ? null : c.cancelledAt ?? new Date().toISOString();
-    const known = await tx`
-      update public.payment_cancellations
-      set status = ${c.status}, settled_at = ${settledAt}, pg_cancellation_id = ${c.pgCancellationId}
-      where portone_cancellation_id = ${c.portoneId} and payment_id = ${paymentId}
-        and (status = 'REQUESTED' or status = ${c.status})
-      returning id`;
-    if (known.length > 0) continue;
-    const exists =
-      await tx`select 1 from public.payment_cancellations where portone_cancellation_id = ${c.portoneId}`;
-    if (exists.length > 0) continue;
+    const failureReason = c.status === "FAILED" ? failedAtPortOne : null;
+    const [known] = await tx<{ id: string; payment_id: string; status: string }[]>`
+      select id, payment_id, status from public.payment_cancellations
+      where portone_cancellation_id = ${c.portoneId}`;
+    if (known) {
+      if (known.payment_id !== paymentId || known.status !== "REQUESTED" || c.status === "REQUESTED") {
+        continue;
+      }
+      const [moved] = await tx<{ id: string }[]>`
+        update public.payment_cancellations
+        set status = ${c.status}, settled_at = ${settledAt}, pg_cancellation_id = ${c.pgCancellationId},
+            failure_reason = ${failureReason}
+        where id = ${known.id} and status = 'REQUESTED'
+        returning id`;
+      if (moved) await settle(moved.id, c.status, c.portoneId);
+      continue;
+    }
     // A cancel we asked for whose answer never reached us (timeout, crash) shows up here first: claim the
     // oldest matching request of ours instead of counting the same refund twice.
-    const claimed = await tx`
+    const [claimed] = await tx<{ id: string }[]>`
       update public.payment_cancellations
       set portone_cancellation_id = ${c.portoneId}, status = ${c.status}, settled_at = ${settledAt},
-          pg_cancellation_id = ${c.pgCancellationId}
+          pg_cancellation_id = ${c.pgCancellationId}, failure_reason = ${failureReason}
       where id = (
         select id from public.payment_cancellations
         where payment_id = ${paymentId} and portone_cancellation_id is null and status = 'REQUESTED'
@@ -215,21 +277,52 @@ async function syncCancellations(
         limit 1
       )
       returning id`;
-    if (claimed.length > 0) continue;
+    if (claimed) {
+      if (c.status !== "REQUESTED") await settle(claimed.id, c.status, c.portoneId);
+      continue;
+    }
     await tx`
       insert into public.payment_cancellations
         (payment_id, status, amount, tax_free_amount, reason, requester, portone_cancellation_id,
-         pg_cancellation_id, requested_at, settled_at)
+         pg_cancellation_id, requested_at, settled_at, failure_reason)
       values
         (${paymentId}, ${c.status}, ${c.amount}, ${Math.min(c.taxFreeAmount, c.amount)},
          ${(c.reason || "cancelled at PortOne").slice(0, 200)}, 'PORTONE', ${c.portoneId},
-         ${c.pgCancellationId}, ${c.requestedAt ?? new Date().toISOString()}, ${settledAt})
+         ${c.pgCancellationId}, ${c.requestedAt ?? new Date().toISOString()}, ${settledAt}, ${failureReason})
       on conflict (portone_cancellation_id) do nothing`;
   }
-  const [reserved] = await tx<{ amount: number }[]>`
-    select coalesce(sum(amount), 0)::bigint as amount from public.payment_cancellations
-    where payment_id = ${paymentId} and status = 'REQUESTED'`;
-  return reserved?.amount ?? 0;
+
+  const unreachable = await tx<{ id: string }[]>`
+    update public.payment_cancellations
+    set status = 'FAILED', failure_reason = ${unreachableReservation}, settled_at = now()
+    where payment_id = ${paymentId} and status = 'REQUESTED' and portone_cancellation_id is null
+      and coalesce(current_cancellable_amount, amount) > ${balance.freshest}
+    returning id`;
+  for (const { id } of unreachable) await settle(id, "FAILED", null);
+  if (unreachable.length > 0) {
+    log("warn", "cancel_reservation_unreachable", { paymentId, cancellations: unreachable.map((r) => r.id) });
+  }
+
+  const reservedNow = async () =>
+    (await tx<{ amount: number }[]>`
+      select coalesce(sum(amount), 0)::bigint as amount from public.payment_cancellations
+      where payment_id = ${paymentId} and status = 'REQUESTED'`)[0]?.amount ?? 0;
+  let reserved = await reservedNow();
+  if (reserved > balance.recorded) {
+    // Our request fits the balance but not beside cancellations PortOne itself holds: it could succeed only
+    // if one of those failed first. The reservation cannot stay (it would break reserved ≤ cancellable), so
+    // it is refused here as PortOne refuses it now; should it be performed after all, the next sync records
+    // PortOne's cancellation as it records a console refund.
+    const crowded = await tx<{ id: string }[]>`
+      update public.payment_cancellations
+      set status = 'FAILED', failure_reason = ${unreachableReservation}, settled_at = now()
+      where payment_id = ${paymentId} and status = 'REQUESTED' and portone_cancellation_id is null
+      returning id`;
+    for (const { id } of crowded) await settle(id, "FAILED", null);
+    log("warn", "cancel_reservation_crowded_out", { paymentId, cancellations: crowded.map((r) => r.id) });
+    reserved = await reservedNow();
+  }
+  return { reserved, settled };
 }
 
 /** Applies a parsed snapshot in one transaction; exported for tests that feed snapshots in any order. */
@@ -245,14 +338,21 @@ export async function applySnapshot(
   },
 ): Promise<SyncResult> {
   return await sql.begin(async (tx) => {
+    // One lock order everywhere: an order, then its payments (prepare and the billing charge lock the order
+    // before touching its attempts). A payment's order never changes, so reading it unlocked is safe.
+    const [owner] = await tx<{ order_id: string }[]>`
+      select order_id from public.payments where id = ${snapshot.id}`;
+    if (!owner) return { outcome: "not_ours" } as const;
+    await tx`select 1 from public.orders where id = ${owner.order_id} for update`;
     const [row] = await selectPayment(tx, snapshot.id, true);
     if (!row) return { outcome: "not_ours" } as const;
     await options.beforeApply?.(tx);
     // The locking read re-reads a payment row that changed while we waited, but not the joined order;
     // answers therefore come from a fresh statement, which sees everything committed before the lock.
     const freshView = async () => toView((await selectPayment(tx, snapshot.id, false))[0]!);
-    if (!isNewerSnapshot(snapshot, row)) return { outcome: "unchanged", payment: await freshView() } as const;
-    if (!canTransition(row.status, snapshot.status)) {
+
+    let take = isNewerSnapshot(snapshot, row);
+    if (take && !canTransition(row.status, snapshot.status)) {
       // PortOne reporting a move our machine forbids (e.g. back to READY after a failure) is kept out of
       // our records and surfaced, instead of failing every retry of the delivery that carried it.
       log("error", "payment_transition_refused", {
@@ -261,7 +361,22 @@ export async function applySnapshot(
         to: snapshot.status,
         source,
       });
-      return { outcome: "unchanged", payment: await freshView() } as const;
+      take = false;
+    }
+
+    // PortOne's paid − cancelled balance only shrinks: the freshest we know is the smaller of the two
+    const heldBalance = row.paid_amount - row.cancelled_amount;
+    const snapshotBalance = snapshot.paidAmount - snapshot.cancelledAmount;
+    const { reserved, settled } = await syncCancellations(tx, snapshot, source, {
+      freshest: take ? snapshotBalance : Math.min(heldBalance, snapshotBalance),
+      recorded: take ? snapshotBalance : heldBalance,
+    });
+
+    if (!take) {
+      await tx`
+        update public.payments set cancel_reserved_amount = ${reserved}
+        where id = ${snapshot.id} and cancel_reserved_amount <> ${reserved}`;
+      return { outcome: settled > 0 ? "applied" : "unchanged", payment: await freshView() } as const;
     }
 
     const reasons: MismatchReason[] = verifySnapshot(snapshot, {
@@ -274,7 +389,6 @@ export async function applySnapshot(
 
     const orderStatus = orderStatusFor(snapshot.status);
     if (reasons.length === 0 && row.mismatch_reason === null && orderStatus && snapshot.paidAmount > 0) {
-      // The row lock taken by this update serializes two payments racing for one order.
       const updated = await tx`
         update public.orders
         set status = ${orderStatus}, paid_payment_id = ${snapshot.id},
@@ -286,7 +400,6 @@ export async function applySnapshot(
     const newlyMismatched = row.mismatch_reason === null && reasons.length > 0;
     const mismatchReason = row.mismatch_reason ?? (reasons.length > 0 ? reasons.join(",") : null);
 
-    const reserved = await syncCancellations(tx, snapshot.id, snapshot);
     const va = snapshot.virtualAccount;
     await tx`
       update public.payments set
@@ -338,7 +451,7 @@ export async function applySnapshot(
         mismatch: reasons,
       });
     }
-    return { outcome: changed ? "applied" : "unchanged", payment: await freshView() } as const;
+    return { outcome: changed || settled > 0 ? "applied" : "unchanged", payment: await freshView() } as const;
   });
 }
 

@@ -122,18 +122,38 @@ export async function followPaymentEvents(
   markStoppedShort(report, "events", { reason: "limit", resumeCursor: cursor });
 }
 
-/** Scans the payments created in the window, resuming a window an earlier run could not finish. */
+/**
+ * Scans the payments created in the window. A window an earlier run could not finish is finished first,
+ * then, with budget left, the run's own window is scanned too.
+ */
 export async function scanPortOne(
   deps: AppDeps,
   options: { max: number; window: { from: Date; until: Date } },
   report: ReconcileReport,
   synced: Set<string>,
 ): Promise<void> {
+  const saved = await readProgress(deps.sql, deps.config.portone.storeId, "payments_scan");
+  const fresh: Progress = {
+    cursor: null,
+    window_from: options.window.from,
+    window_until: options.window.until,
+  };
+  const finished = await scanWindow(deps, saved ?? fresh, options, report, synced);
+  if (finished && saved && report.portone.scanned < options.max) {
+    await scanWindow(deps, fresh, options, report, synced);
+  }
+}
+
+/** Returns whether the window was read to its end. */
+async function scanWindow(
+  deps: AppDeps,
+  progress: Progress,
+  options: { max: number; window: { from: Date; until: Date } },
+  report: ReconcileReport,
+  synced: Set<string>,
+): Promise<boolean> {
   const { sql } = deps;
   const storeId = deps.config.portone.storeId;
-  const saved = await readProgress(sql, storeId, "payments_scan");
-  const progress: Progress = saved ??
-    { cursor: null, window_from: options.window.from, window_until: options.window.until };
   const window = {
     from: progress.window_from.toISOString(),
     until: (progress.window_until ?? options.window.until).toISOString(),
@@ -143,6 +163,7 @@ export async function scanPortOne(
   const stop = async (reason: "limit" | "portone_unavailable") => {
     await saveProgress(sql, storeId, "payments_scan", { ...progress, cursor });
     markStoppedShort(report, "scan", { reason, resumeCursor: cursor, window });
+    return false;
   };
   while (report.portone.scanned < options.max) {
     const size = Math.min(pageSize, options.max - report.portone.scanned);
@@ -159,7 +180,7 @@ export async function scanPortOne(
         await clearProgress(sql, storeId, "payments_scan");
         recordError(report, "scan", null, error);
         markStoppedShort(report, "scan", { reason: "cursor_refused", resumeCursor: null, window });
-        return;
+        return false;
       }
       if (!isOutage(error)) throw error;
       return await stop("portone_unavailable");
@@ -198,8 +219,8 @@ export async function scanPortOne(
     }
     if (items.length < size) {
       await clearProgress(sql, storeId, "payments_scan");
-      return;
+      return true;
     }
   }
-  await stop("limit");
+  return await stop("limit");
 }

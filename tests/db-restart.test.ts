@@ -15,8 +15,12 @@ import { setLogSink } from "../shared/infra/log.ts";
 import { startCluster } from "./support/postgres-cluster.ts";
 
 const restartsPerMode = 2;
-// the wrapper's log lines (one per failed request) would drown the figures
-setLogSink(() => {});
+// the wrapper's log lines (one per failed request) would drown the figures; count the client's own events
+const clientEvents: Record<string, number> = {};
+setLogSink((line) => {
+  const event = JSON.parse(line).event as string;
+  if (event.startsWith("database_")) clientEvents[event] = (clientEvents[event] ?? 0) + 1;
+});
 const recoveryLimitMs = 8_000;
 
 Deno.test("requests in transactions survive pg_ctl restart -m fast and -m immediate", async () => {
@@ -95,7 +99,10 @@ Deno.test("requests in transactions survive pg_ctl restart -m fast and -m immedi
     const missing = acknowledged.filter((id) => !storedIds.has(id));
     assert.deepEqual(missing, [], "every acknowledged write is in the table");
     // deno-lint-ignore no-console -- the figures are the measurement this test exists for
-    console.log(`db restart: ${acknowledged.length} writes acknowledged and found; ${figures.join("; ")}`);
+    console.log(
+      `db restart: ${acknowledged.length} writes acknowledged and found; ${figures.join("; ")}; ` +
+        `client events ${JSON.stringify(clientEvents)}`,
+    );
   } finally {
     await sql.end({ timeout: 1 });
     await cluster.stop();

@@ -19,8 +19,11 @@ export interface Cluster {
    * crash and the next start runs crash recovery. Resolves once the server accepts connections again.
    */
   restart(mode: "fast" | "immediate"): Promise<void>;
-  /** `pg_ctl stop -m <mode>` without removing the cluster; `start()` brings it back. */
-  stopServer(mode: "fast" | "immediate"): Promise<void>;
+  /**
+   * `pg_ctl stop -m <mode>` without removing the cluster; `start()` brings it back. `wait: false` returns
+   * at once (a `smart` stop waits for every session to end and refuses new ones meanwhile).
+   */
+  stopServer(mode: "smart" | "fast" | "immediate", options?: { wait?: boolean }): Promise<void>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -143,9 +146,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     ]);
     started = true;
   };
-  const stopServer = async (mode: "fast" | "immediate") => {
-    await runServerCommand(binDir, "pg_ctl", ["-D", dataDir, "-m", mode, "-w", "stop"]);
-    started = false;
+  const stopServer = async (mode: "smart" | "fast" | "immediate", { wait = true } = {}) => {
+    await runServerCommand(binDir, "pg_ctl", ["-D", dataDir, "-m", mode, wait ? "-w" : "-W", "stop"]);
+    if (wait) started = false;
   };
   const restart = async (mode: "fast" | "immediate") => {
     await stopServer(mode);

@@ -12,7 +12,31 @@ export interface Cluster {
   readonly adminUrl: string;
   readonly port: number;
   readonly dataDir: string;
+  /** The server's log file (useful when a test needs to see why the server refused something). */
+  readonly logFile: string;
+  /**
+   * `pg_ctl restart -m <mode>`: `fast` ends sessions cleanly (57P01), `immediate` kills the server like a
+   * crash and the next start runs crash recovery. Resolves once the server accepts connections again.
+   */
+  restart(mode: "fast" | "immediate"): Promise<void>;
+  /**
+   * `pg_ctl stop -m <mode>` without removing the cluster; `start()` brings it back. `wait: false` returns
+   * at once (a `smart` stop waits for every session to end and refuses new ones meanwhile).
+   */
+  stopServer(mode: "smart" | "fast" | "immediate", options?: { wait?: boolean }): Promise<void>;
+  start(): Promise<void>;
   stop(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  readonly port?: number;
+  /**
+   * Production durability: fsync, synchronous_commit and full_page_writes on. The default is off for
+   * speed, which loses acknowledged commits on a crash — fine for tests that never crash the server, wrong
+   * for any test that claims a write survived one.
+   */
+  readonly durable?: boolean;
+  readonly maxConnections?: number;
 }
 
 async function output(cmd: string, args: string[]): Promise<string | null> {
@@ -88,7 +112,7 @@ async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-export async function startCluster(options: { port?: number } = {}): Promise<Cluster> {
+export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   const binDir = await findServerBinDir();
   const dir = await Deno.makeTempDir({ prefix: "payments-pg-" });
   if (isRoot) {
@@ -97,7 +121,39 @@ export async function startCluster(options: { port?: number } = {}): Promise<Clu
   }
   const dataDir = `${dir}/data`;
   const port = options.port ?? freePort();
+  const logFile = `${dir}/server.log`;
+  const durability = options.durable ? "on" : "off";
+  const serverOptions = [
+    `-p ${port}`,
+    "-c listen_addresses=127.0.0.1",
+    `-c unix_socket_directories=${dir}`,
+    `-c fsync=${durability}`,
+    `-c synchronous_commit=${durability}`,
+    `-c full_page_writes=${durability}`,
+    `-c max_connections=${options.maxConnections ?? 200}`,
+  ].join(" ");
   let started = false;
+  const start = async () => {
+    await runServerCommand(binDir, "pg_ctl", [
+      "-D",
+      dataDir,
+      "-l",
+      logFile,
+      "-o",
+      serverOptions,
+      "-w",
+      "start",
+    ]);
+    started = true;
+  };
+  const stopServer = async (mode: "smart" | "fast" | "immediate", { wait = true } = {}) => {
+    await runServerCommand(binDir, "pg_ctl", ["-D", dataDir, "-m", mode, wait ? "-w" : "-W", "stop"]);
+    if (wait) started = false;
+  };
+  const restart = async (mode: "fast" | "immediate") => {
+    await stopServer(mode);
+    await start();
+  };
   const stop = async () => {
     if (started) {
       started = false;
@@ -116,28 +172,9 @@ export async function startCluster(options: { port?: number } = {}): Promise<Clu
       "--auth=trust",
       "--encoding=UTF8",
       "--locale=C.UTF-8",
-      "--no-sync",
+      ...(options.durable ? [] : ["--no-sync"]),
     ]);
-    const serverOptions = [
-      `-p ${port}`,
-      "-c listen_addresses=127.0.0.1",
-      `-c unix_socket_directories=${dir}`,
-      "-c fsync=off",
-      "-c synchronous_commit=off",
-      "-c full_page_writes=off",
-      "-c max_connections=200",
-    ].join(" ");
-    await runServerCommand(binDir, "pg_ctl", [
-      "-D",
-      dataDir,
-      "-l",
-      `${dir}/server.log`,
-      "-o",
-      serverOptions,
-      "-w",
-      "start",
-    ]);
-    started = true;
+    await start();
   } catch (error) {
     await stop();
     throw error;
@@ -146,6 +183,10 @@ export async function startCluster(options: { port?: number } = {}): Promise<Clu
     adminUrl: `postgresql://supabase_admin@127.0.0.1:${port}/postgres`,
     port,
     dataDir,
+    logFile,
+    restart,
+    stopServer,
+    start,
     stop,
   };
 }

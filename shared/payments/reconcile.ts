@@ -65,18 +65,21 @@ async function recheckWaiting(
   synced: Set<string>,
 ) {
   const graceMinutes = input.expiredAccountGraceMinutes;
+  // PortOne answers only for the store we are configured with
+  const storeId = deps.config.portone.storeId;
   const [expired] = await deps.sql<{ n: number }[]>`
     select count(*)::int as n from public.payments
-    where status = 'VIRTUAL_ACCOUNT_ISSUED'
+    where store_id = ${storeId} and status = 'VIRTUAL_ACCOUNT_ISSUED'
       and virtual_account_expires_at <= now() - make_interval(mins => ${graceMinutes})`;
   report.waiting.skippedExpired = expired?.n ?? 0;
   if (input.maxWaiting === 0) return;
   const waiting = await deps.sql<{ id: string }[]>`
     select p.id from public.payments p
-    where p.status = 'PAY_PENDING'
+    where p.store_id = ${storeId}
+      and (p.status = 'PAY_PENDING'
        or (p.status = 'VIRTUAL_ACCOUNT_ISSUED' and (p.virtual_account_expires_at is null
            or p.virtual_account_expires_at > now() - make_interval(mins => ${graceMinutes})))
-       or exists (select 1 from public.payment_cancellations c where c.payment_id = p.id and c.status = 'REQUESTED')
+       or exists (select 1 from public.payment_cancellations c where c.payment_id = p.id and c.status = 'REQUESTED'))
     order by coalesce(p.checked_at, p.created_at), p.id
     limit ${input.maxWaiting + 1}`;
   if (waiting.length > input.maxWaiting) {
@@ -102,8 +105,10 @@ async function recheckWaiting(
 async function finishAbandonedCancellations(deps: AppDeps, report: ReconcileReport) {
   const abandonedBefore = abandonedCancellationCutoff(deps);
   const payments = await deps.sql<{ payment_id: string }[]>`
-    select distinct payment_id from public.payment_cancellations
-    where status = 'REQUESTED' and requested_at < ${abandonedBefore}`;
+    select distinct c.payment_id from public.payment_cancellations c
+    join public.payments p on p.id = c.payment_id
+    where c.status = 'REQUESTED' and c.requested_at < ${abandonedBefore}
+      and p.store_id = ${deps.config.portone.storeId}`;
   for (const { payment_id } of payments) {
     report.cancellations.abandonedPayments++;
     try {

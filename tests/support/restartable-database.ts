@@ -5,13 +5,16 @@
  * The schema (roles included) is copied from the suite's database with pg_dumpall/pg_dump, so it is exactly
  * what the migrations built there.
  */
-import { type Cluster, findServerBinDir, startCluster } from "./postgres-cluster.ts";
+import { type Cluster, startCluster } from "./postgres-cluster.ts";
 
 export interface RestartableDatabase extends AsyncDisposable {
   /** The app's connection URL (role `postgres`, as functions connect). */
   readonly appUrl: string;
-  /** Stops the server (fast shutdown: sessions end, committed work stays) and starts it again. */
-  restart(): Promise<void>;
+  /**
+   * Stops the server and starts it again: `fast` ends sessions cleanly, `immediate` kills the server like a
+   * crash (durable settings, so every acknowledged commit survives either way).
+   */
+  restart(mode: "fast" | "immediate"): Promise<void>;
 }
 
 async function run(cmd: string, args: string[], stdin?: string): Promise<string> {
@@ -37,7 +40,7 @@ async function run(cmd: string, args: string[], stdin?: string): Promise<string>
 export async function restartableDatabase(): Promise<RestartableDatabase> {
   const source = Deno.env.get("TEST_ADMIN_DATABASE_URL");
   if (!source) throw new Error("TEST_ADMIN_DATABASE_URL is not set: run the tests with `deno task test`");
-  const cluster: Cluster = await startCluster();
+  const cluster: Cluster = await startCluster({ durable: true });
   try {
     const roles = (await run("pg_dumpall", ["--roles-only", "--no-role-passwords", "-d", source]))
       .split("\n")
@@ -58,20 +61,12 @@ export async function restartableDatabase(): Promise<RestartableDatabase> {
     await cluster.stop();
     throw error;
   }
-  const binDir = await findServerBinDir();
   const app = new URL(cluster.adminUrl);
   app.username = "postgres";
   app.password = "postgres";
   return {
     appUrl: app.toString(),
-    restart: async () => {
-      const asRoot = Deno.uid() === 0;
-      const pgCtl = `${binDir}/pg_ctl`;
-      // with a log file: a server inheriting our stdout pipe would keep pg_ctl's output open forever
-      const log = `${cluster.dataDir}/../server.log`;
-      const args = ["-D", cluster.dataDir, "-l", log, "-m", "fast", "-w", "restart"];
-      await run(asRoot ? "runuser" : pgCtl, asRoot ? ["-u", "postgres", "--", pgCtl, ...args] : args);
-    },
+    restart: (mode) => cluster.restart(mode),
     [Symbol.asyncDispose]: () => cluster.stop(),
   };
 }

@@ -39,7 +39,11 @@ interface Attempt {
   pre_registered_at: Date | null;
 }
 
-/** Finds the order's live attempt or creates one, under the order's row lock so racing prepares agree. */
+/**
+ * Finds the order's live attempt or creates one, under the order's row lock so racing prepares agree. The
+ * order is locked before any of its payments, the one lock order the sync and the billing charge follow too:
+ * a re-prepare racing a webhook of the same order waits instead of deadlocking.
+ */
 async function reserveAttempt(
   deps: AppDeps,
   caller: Caller,

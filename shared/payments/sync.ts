@@ -1,13 +1,18 @@
 /**
  * The one sync routine shared by `confirm`, `webhook` and `reconcile` (and used after cancels and billing
  * key charges): re-fetch the payment from PortOne → verify it against our order → apply it in one
- * transaction under the payment's row lock. PortOne is the only truth; request bodies and webhook payloads
- * only say which payment to look at.
+ * transaction under the order's and then the payment's row lock (the one lock order of every transaction
+ * that takes both). PortOne is the only truth; request bodies and webhook payloads only say which payment to
+ * look at.
  *
  * Apply is monotonic: a snapshot is taken only if it is newer than the stored watermark (PortOne's
  * statusChangedAt), or as new with more progress (status rank, then cancelled amount) — so racing confirms,
  * webhooks delivered out of order and two events in the same second all converge on the newest state, with
  * exactly one audit event per real change.
+ *
+ * Cancellations are reconciled on every sync, newer snapshot or not (an asynchronous cancel can fail at
+ * PortOne without any payment-level field changing), and our reservations that can no longer succeed are
+ * settled in the same transaction, so PortOne's truth is never refused by the reserved ≤ cancellable check.
  */
 import type { PortOneGateway } from "../portone/gateway.ts";
 import { PortOneRefusal } from "../portone/gateway.ts";

@@ -14,7 +14,7 @@
  * order follows its paying payment, and each real change has exactly one audit event.
  *
  *   CONVERGENCE_SEED       the first history's seed (default fixed; a failure prints the one that broke)
- *   CONVERGENCE_STEPS      steps per history (default 90)
+ *   CONVERGENCE_STEPS      steps per history (default 75)
  *   CONVERGENCE_HISTORIES  histories to run (default 2), seeds SEED, SEED+1, …
  *   CONVERGENCE_RESTARTS   0 disables the PostgreSQL restart (default: one per history, on its own cluster)
  *   CONVERGENCE_MINUTES    stop starting histories after this long (a bounded large run)
@@ -33,7 +33,7 @@ import {
 import { restartableDatabase } from "./support/restartable-database.ts";
 
 const seed0 = Number(Deno.env.get("CONVERGENCE_SEED") ?? 20261201);
-const stepsPerHistory = Number(Deno.env.get("CONVERGENCE_STEPS") ?? 90);
+const stepsPerHistory = Number(Deno.env.get("CONVERGENCE_STEPS") ?? 75);
 const histories = Number(Deno.env.get("CONVERGENCE_HISTORIES") ?? 2);
 const restarts = Deno.env.get("CONVERGENCE_RESTARTS") !== "0";
 const budgetMs = Number(Deno.env.get("CONVERGENCE_MINUTES") ?? Infinity) * 60_000;

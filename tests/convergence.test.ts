@@ -482,11 +482,29 @@ class History {
         update public.payment_cancellations set requested_at = requested_at - interval '1 hour'
         where status = 'REQUESTED' and payment_id in ${this.app.deps.sql(ids)}`;
     }
-    for (let run = 0; run < 10; run++) {
+    // Reconcile until one run did everything: read PortOne to the end, failed nowhere, and left no request
+    // PortOne never received. A 503 (a PortOne call timed out on a loaded machine) is the documented answer
+    // to retry on, as a scheduler would.
+    let clean: CallResult | undefined;
+    for (let run = 0; run < 10 && !clean; run++) {
       const result = await this.reconcile(true);
-      assert.equal(result.status, 200, `final reconcile: ${JSON.stringify(result.body)}`);
-      if (!result.body.stoppedShort?.events && !result.body.stoppedShort?.scan) break;
+      assert.ok(
+        result.status === 200 || result.status === 503,
+        `final reconcile: ${JSON.stringify(result.body)}`,
+      );
+      const [unsent] = ids.length === 0 ? [] : await this.app.deps.sql`
+        select 1 from public.payment_cancellations
+        where status = 'REQUESTED' and portone_cancellation_id is null and payment_id in ${
+        this.app.deps.sql(ids)
+      }
+        limit 1`;
+      const report = result.body;
+      if (
+        result.status === 200 && !report.stoppedShort?.events && !report.stoppedShort?.scan &&
+        report.errors.length === 0 && !unsent
+      ) clean = result;
     }
+    assert.ok(clean, "ten reconcile runs in a row did not finish");
     await sandbox.idle();
     this.checkStep();
   }
@@ -637,7 +655,7 @@ Deno.test({
       // a fresh PortOne per history keeps the sandbox's logs (and each step's checks) small
       await using app = await startTestApp({
         env: {
-          PORTONE_TIMEOUT_MS: "300",
+          PORTONE_TIMEOUT_MS: "600",
           ...(database ? { DATABASE_URL: database.appUrl } : {}),
         },
       });

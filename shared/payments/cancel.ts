@@ -26,7 +26,8 @@ import { type PaymentCancellation, PortOneRefusal } from "../portone/gateway.ts"
 import { maskDigits } from "../portone/snapshot.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { paymentIdSchema } from "./confirm.ts";
-import { recordSettlement, syncPayment } from "./sync.ts";
+import { syncPayment } from "./sync.ts";
+import { recordSettlement } from "./sync-cancellations.ts";
 
 const money = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 

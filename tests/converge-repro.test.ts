@@ -115,6 +115,48 @@ Deno.test("1b: reconcile reports a payment it cannot apply and goes on with the 
   assert.equal((await row(app, healthy.paymentId)).status, "PAID");
 });
 
+Deno.test("1c: a console refund of the same amount as our lost cancel is never taken for ours (found by the convergence test, seed 100185)", async () => {
+  await using app = await startTestApp();
+  const admin = await app.createUser({ admin: true });
+  const { paymentId } = await paidPayment(app, { price: 12000 });
+  const key = crypto.randomUUID();
+  const body = { paymentId, reason: "변심" };
+  app.sandbox.injectFault({ operation: "cancelPayment", mode: "reset", times: 1 });
+  assert.equal((await cancel(app, admin, body, key)).status, 503);
+  // staff refund everything in the console, left pending at an asynchronous PG, and the webhook says so
+  app.sandbox.consoleCancel({ paymentId, pending: true });
+  await app.call("confirm", { user: (await app.createUser()) as TestUser, body: { paymentId } }).catch(
+    () => {},
+  );
+  assert.equal((await reconcile(app)).status, 200);
+  // the client retries its lost cancel: PortOne refuses it (the balance is held), nothing else changes
+  const retried = await cancel(app, admin, body, key);
+  assert.equal(retried.status, 409, JSON.stringify(retried.body));
+  assert.equal(retried.body.error.code, "payment_out_of_sync");
+  const truth = app.sandbox.getPayment(paymentId) as unknown as {
+    cancellations: { id: string; status: string }[];
+  };
+  const rows = await app.deps.sql<
+    { status: string; portone_cancellation_id: string | null; requester: string }[]
+  >`
+    select status, portone_cancellation_id, requester from public.payment_cancellations where payment_id = ${paymentId}`;
+  const console_ = rows.find((r) => r.portone_cancellation_id === truth.cancellations[0]!.id);
+  assert.deepEqual({ ...console_ }, {
+    status: "REQUESTED",
+    portone_cancellation_id: truth.cancellations[0]!.id,
+    requester: "PORTONE",
+  });
+  assert.deepEqual(rows.filter((r) => r.requester === "ADMIN").map((r) => r.status), ["FAILED"]);
+  app.sandbox.completeCancellation({ paymentId, outcome: "SUCCEEDED" });
+  assert.equal((await reconcile(app)).status, 200);
+  assert.deepEqual(await row(app, paymentId), {
+    status: "CANCELLED",
+    cancelled_amount: 12000,
+    cancel_reserved_amount: 0,
+    order_status: "cancelled",
+  });
+});
+
 Deno.test("2: an asynchronous cancel PortOne marks FAILED is settled and releases its reservation", async () => {
   await using app = await startTestApp();
   const admin = await app.createUser({ admin: true });

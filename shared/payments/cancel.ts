@@ -159,7 +159,8 @@ async function reserve(
       if (existing.status === "FAILED") {
         throw refusalError(existing.failure_reason ?? "", input.refundAccount !== undefined);
       }
-      return existing.status === "REQUESTED"
+      // only a request PortOne never acknowledged is sent again; one PortOne holds is settled by PortOne
+      return existing.status === "REQUESTED" && existing.portone_cancellation_id === null
         ? {
           kind: "call",
           cancellation: existing,
@@ -246,6 +247,8 @@ function settleRow(cancellationId: string, answer: {
         failure_reason = ${answer.failureReason ?? null},
         settled_at = case when ${answer.status} = 'REQUESTED' then null else coalesce(settled_at, now()) end
       where id = ${cancellationId} and status = 'REQUESTED'
+        -- a refusal of our request never settles a cancellation PortOne itself holds: only PortOne's word does
+        and (portone_cancellation_id is null or ${answer.portoneId ?? null}::text is not null)
       returning payment_id`;
     if (!row) return;
     await tx`

@@ -87,15 +87,18 @@ export async function syncCancellations(
       continue;
     }
     // A cancel we asked for whose answer never reached us (timeout, crash) shows up here first: claim the
-    // oldest matching request of ours instead of counting the same refund twice.
-    const [claimed] = await tx<{ id: string }[]>`
+    // oldest matching request of ours instead of counting the same refund twice. Only one made through the
+    // API with our request's amount and reason can be ours: a console refund of the same amount is not, and
+    // taking it for ours would let our request's fate (refused, say) overwrite PortOne's.
+    const couldBeOurs = c.trigger === null || c.trigger === "API";
+    const [claimed] = !couldBeOurs ? [] : await tx<{ id: string }[]>`
       update public.payment_cancellations
       set portone_cancellation_id = ${c.portoneId}, status = ${c.status}, settled_at = ${settledAt},
           pg_cancellation_id = ${c.pgCancellationId}, failure_reason = ${failureReason}
       where id = (
         select id from public.payment_cancellations
         where payment_id = ${paymentId} and portone_cancellation_id is null and status = 'REQUESTED'
-          and amount = ${c.amount}
+          and amount = ${c.amount} and (${c.reason} = '' or reason = ${c.reason})
         order by requested_at, id
         limit 1
       )

@@ -16,6 +16,7 @@ const cancellationSchema = z.looseObject({
   taxFreeAmount: money.optional(),
   reason: z.string().optional(),
   pgCancellationId: z.string().optional(),
+  trigger: z.string().optional(),
   requestedAt: timestamp.optional(),
   cancelledAt: timestamp.optional(),
 });
@@ -54,6 +55,8 @@ export interface CancellationSnapshot {
   readonly taxFreeAmount: number;
   readonly reason: string;
   readonly pgCancellationId: string | null;
+  /** Who asked PortOne: API (a caller with our secret), CONSOLE, PORTONE_ADMIN, CHARGEBACK; null if unsaid. */
+  readonly trigger: string | null;
   readonly requestedAt: string | null;
   readonly cancelledAt: string | null;
 }
@@ -184,6 +187,7 @@ export function parsePayment(raw: unknown): ParsedPayment {
         taxFreeAmount: c.taxFreeAmount ?? 0,
         reason: c.reason ?? "",
         pgCancellationId: c.pgCancellationId ?? null,
+        trigger: c.trigger ?? null,
         requestedAt: c.requestedAt ?? null,
         cancelledAt: c.cancelledAt ?? null,
       }]

@@ -11,7 +11,8 @@
  * `currentCancellableAmount` exact and lets a lost answer be matched to its request without guessing. An
  * unknown outcome (timeout, 5xx) keeps the reservation; the caller's retry with the same Idempotency-Key
  * repeats the identical keyed request, which PortOne performs at most once; a webhook or reconcile settles
- * it otherwise.
+ * it otherwise, and any sync settles it FAILED once PortOne's balance shows it can no longer succeed (see
+ * sync-cancellations.ts). A refused request answers its refusal again to every retry with the same key.
  */
 import type { Caller } from "../infra/auth.ts";
 import { bankCodes, pgProvidersRequiringRefundPhone } from "../portone/banks.ts";

@@ -56,6 +56,7 @@ const envSchema = z.object({
   SUPABASE_DB_URL: postgresUrl.optional(),
   DATABASE_URL: postgresUrl.optional(),
   DB_POOL_MAX: z.coerce.number().int().min(1).max(20).default(1),
+  DB_PREPARE: z.enum(["auto", "true", "false"]).default("auto"),
   IDENTITY_CI_PEPPER: z.string().min(32, "must be at least 32 characters").optional(),
   CUSTOMER_CANCEL_POLICY: z.enum(["deny", "allow"]).default("deny"),
   RECONCILE_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
@@ -79,7 +80,12 @@ export interface Config {
     readonly anonKey: string;
     readonly jwks: { keys: JsonWebKey[] } | undefined;
   };
-  readonly database: { readonly url: string; readonly poolMax: number };
+  readonly database: {
+    readonly url: string;
+    readonly poolMax: number;
+    /** Named prepared statements (one round trip less per statement), where the connection keeps them. */
+    readonly prepare: boolean;
+  };
   readonly identityCiPepper: string | undefined;
   /** Whether a payment's owner may cancel it through `cancel` (admins always may). Default: deny. */
   readonly customerCancelPolicy: "deny" | "allow";
@@ -132,6 +138,17 @@ export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config 
   if (values && needs.includes("reconcile") && !values.RECONCILE_SECRET) {
     problems.push({ variable: "RECONCILE_SECRET", message: "is missing" });
   }
+  const databaseUrl = values?.DATABASE_URL ?? values?.SUPABASE_DB_URL;
+  // Supavisor's transaction mode (port 6543) hands each transaction to any server connection, where a
+  // statement prepared on another one does not exist; a failed `commit` there can even end as a rollback.
+  const transactionPooler = databaseUrl !== undefined && new URL(databaseUrl).port === "6543";
+  if (values?.DB_PREPARE === "true" && transactionPooler) {
+    problems.push({
+      variable: "DB_PREPARE",
+      message:
+        "must not be true with Supavisor's transaction pooler (port 6543): it does not keep prepared statements",
+    });
+  }
   if (problems.length > 0 || !values) throw new ConfigError(problems);
 
   return {
@@ -153,7 +170,15 @@ export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config 
       jwks: values.SUPABASE_JWKS,
     },
     // DATABASE_URL wins so a deploy can point functions at the transaction pooler
-    database: { url: (values.DATABASE_URL ?? values.SUPABASE_DB_URL)!, poolMax: values.DB_POOL_MAX },
+    database: {
+      url: databaseUrl!,
+      poolMax: values.DB_POOL_MAX,
+      // auto: only on the platform's own SUPABASE_DB_URL, a direct connection (as are session-mode poolers,
+      // which need DB_PREPARE=true); a DATABASE_URL override may be any pooler
+      prepare: values.DB_PREPARE === "auto"
+        ? !values.DATABASE_URL && !transactionPooler
+        : values.DB_PREPARE === "true",
+    },
     identityCiPepper: values.IDENTITY_CI_PEPPER,
     customerCancelPolicy: values.CUSTOMER_CANCEL_POLICY,
     reconcileSecret: values.RECONCILE_SECRET,

@@ -99,6 +99,8 @@ export function testEnv(sandbox: Sandbox, extra: Record<string, string> = {}): R
     DATABASE_URL: appDatabaseUrl(),
     // production's one connection per isolate: a query that waited on its own open transaction would hang
     DB_POOL_MAX: "1",
+    // production's default on the platform's direct connection (DATABASE_URL alone would turn it off)
+    DB_PREPARE: "true",
     IDENTITY_CI_PEPPER: "test-pepper-0123456789abcdef0123456789",
     RECONCILE_SECRET: testReconcileSecret,
     ...extra,

@@ -7,11 +7,13 @@ export const repoRoot = new URL("../../", import.meta.url).pathname;
 
 /**
  * A deployed function's environment: the platform's SUPABASE_DB_URL (a direct connection, as Supabase
- * injects it) instead of the tests' DATABASE_URL override, and one connection per isolate.
+ * injects it) instead of the tests' DATABASE_URL override, one connection per isolate, and the defaults.
  */
 export function functionEnv(sandbox: Sandbox, databaseUrl: string): Record<string, string> {
   const env: Record<string, string> = { ...testEnv(sandbox), SUPABASE_DB_URL: databaseUrl, DB_POOL_MAX: "1" };
   delete env.DATABASE_URL;
+  // the deployed default (auto), not the test suite's explicit choice
+  delete env.DB_PREPARE;
   return env;
 }
 

@@ -47,6 +47,7 @@ async function requestFor(name: string): Promise<RequestSpec> {
 }
 
 async function once(
+  root: string,
   modulePath: string,
   request: RequestSpec,
   env: Record<string, string>,
@@ -54,7 +55,7 @@ async function once(
   const started = performance.now();
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "tests/bench/cold-start.ts", modulePath, JSON.stringify(request)],
-    cwd: repoRoot,
+    cwd: root,
     env: childEnv(env),
     clearEnv: true,
     stdin: "null",
@@ -71,21 +72,32 @@ async function once(
   return { wallMs, importMs: parsed.importMs, peakRssMiB: parsed.peakRssKiB / 1024, status: parsed.status };
 }
 
-/** Every function in supabase/functions plus `hello`, `rounds` times interleaved; medians per function. */
+/**
+ * Every function in supabase/functions plus `hello`, `rounds` times interleaved; medians per function. With
+ * a baseline tree, its functions run interleaved with ours and come back under `baseline:<name>`.
+ */
 export async function measureColdStarts(
   env: Record<string, string>,
   rounds = 5,
+  baselineRoot?: string,
 ): Promise<Record<string, ColdStart>> {
   const names = ["hello"];
   for (const entry of Deno.readDirSync(`${repoRoot}supabase/functions`)) {
     if (entry.isDirectory && !entry.name.startsWith("_")) names.push(entry.name);
   }
   names.sort((a, b) => (a === "hello" ? -1 : b === "hello" ? 1 : a.localeCompare(b)));
-  const samples = new Map<string, ColdStart[]>(names.map((name) => [name, []]));
+  const runs: { key: string; root: string; name: string }[] = [];
+  for (const name of names) {
+    runs.push({ key: name, root: repoRoot, name });
+    if (baselineRoot && name !== "hello") runs.push({ key: `baseline:${name}`, root: baselineRoot, name });
+  }
+  const samples = new Map<string, ColdStart[]>(runs.map((run) => [run.key, []]));
   for (let round = 0; round < rounds; round++) {
-    for (const name of names) {
-      const modulePath = name === "hello" ? "tests/bench/hello.ts" : `supabase/functions/${name}/index.ts`;
-      samples.get(name)!.push(await once(modulePath, await requestFor(name), env));
+    for (const run of runs) {
+      const modulePath = run.name === "hello"
+        ? "tests/bench/hello.ts"
+        : `supabase/functions/${run.name}/index.ts`;
+      samples.get(run.key)!.push(await once(run.root, modulePath, await requestFor(run.name), env));
     }
   }
   const result: Record<string, ColdStart> = {};

@@ -52,6 +52,19 @@ interface LoadRow {
   readonly verify: CellResult;
   readonly floor: CellResult;
   readonly webhook: CellResult;
+  /** The baseline tree's floor and webhook, measured interleaved with ours (with --baseline). */
+  readonly baseline?: { readonly floor: CellResult; readonly webhook: CellResult };
+}
+
+/** `--baseline <dir>`: another checkout (e.g. main with this harness) measured in the same run. */
+function baselineRoot(): string | undefined {
+  const index = Deno.args.indexOf("--baseline");
+  if (index < 0) return undefined;
+  const dir = Deno.args[index + 1];
+  if (!dir) throw new Error("--baseline needs a directory (a checkout that has tests/bench/serve.ts)");
+  const root = new URL(dir.endsWith("/") ? dir : `${dir}/`, `file://${Deno.cwd()}/`).pathname;
+  Deno.statSync(`${root}tests/bench/serve.ts`);
+  return root;
 }
 
 async function roundTripMs(url: string): Promise<number> {
@@ -92,6 +105,7 @@ async function main(): Promise<void> {
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   const runStarted = performance.now();
+  const baseline = baselineRoot();
   try {
     progress("starting PostgreSQL (fsync, synchronous_commit, full_page_writes on)");
     const cluster = await startCluster({ productionDurability: true });
@@ -152,20 +166,57 @@ async function main(): Promise<void> {
         servers[mode] = await startServer(mode, env);
         cleanups.push(servers[mode]!.stop);
       }
+      if (baseline) {
+        for (const mode of ["floor", "webhook"]) {
+          servers[`baseline-${mode}`] = await startServer(mode, env, baseline);
+          cleanups.push(servers[`baseline-${mode}`]!.stop);
+        }
+      }
       for (const concurrency of concurrencies) {
         progress(`webhook load: +${latencyMs} ms, c=${concurrency}`);
-        const samples = { verify: emptySamples(), floor: emptySamples(), webhook: emptySamples() };
+        const samples = {
+          verify: emptySamples(),
+          floor: emptySamples(),
+          webhook: emptySamples(),
+          baselineFloor: emptySamples(),
+          baselineWebhook: emptySamples(),
+        };
         for (let round = 0; round < cellRounds; round++) {
           await runCell(samples.verify, servers.verify!.url, concurrency, cellMs, nextAny);
           await runCell(samples.floor, servers.floor!.url, concurrency, cellMs, nextAny);
           await runCell(samples.webhook, servers.webhook!.url, concurrency, cellMs, nextFresh);
+          if (baseline) {
+            await runCell(
+              samples.baselineFloor,
+              servers["baseline-floor"]!.url,
+              concurrency,
+              cellMs,
+              nextAny,
+            );
+            await runCell(
+              samples.baselineWebhook,
+              servers["baseline-webhook"]!.url,
+              concurrency,
+              cellMs,
+              nextFresh,
+            );
+          }
         }
-        const [verify, floor, webhook] = [samples.verify, samples.floor, samples.webhook].map(summarize) as [
-          CellResult,
-          CellResult,
-          CellResult,
-        ];
-        load.push({ latencyMs, concurrency, verify, floor, webhook });
+        load.push({
+          latencyMs,
+          concurrency,
+          verify: summarize(samples.verify),
+          floor: summarize(samples.floor),
+          webhook: summarize(samples.webhook),
+          ...(baseline
+            ? {
+              baseline: {
+                floor: summarize(samples.baselineFloor),
+                webhook: summarize(samples.baselineWebhook),
+              },
+            }
+            : {}),
+        });
         if (latencyMs === 0 && concurrency === 16) {
           webhookRssMiB = peakRssKiB(servers.webhook!.pid) / 1024;
           const helloSamples = emptySamples();
@@ -179,7 +230,7 @@ async function main(): Promise<void> {
 
     // 4. cold start
     progress("cold starts");
-    const cold = await measureColdStarts(functionEnv(testApp.sandbox, appUrl));
+    const cold = await measureColdStarts(functionEnv(testApp.sandbox, appUrl), 5, baseline);
 
     // 5. idle
     const waitMs = idleSeconds * 1000 - (performance.now() - idleFrom);
@@ -192,6 +243,7 @@ async function main(): Promise<void> {
     const result = {
       at: new Date().toISOString(),
       commit: await gitDescribe(),
+      baseline: baseline ?? null,
       cpus: navigator.hardwareConcurrency,
       durability: "fsync=on synchronous_commit=on full_page_writes=on",
       directRttMs,
@@ -236,6 +288,7 @@ function table(header: string[], rows: string[][]): void {
 function report(r: {
   at: string;
   commit: string;
+  baseline: string | null;
   cpus: number;
   directRttMs: number;
   delayedRttMs: number;
@@ -250,8 +303,9 @@ function report(r: {
 }): void {
   const targets: [string, boolean][] = [];
   say(`deno task bench — ${r.at}, commit ${r.commit}, ${r.cpus} CPUs, ${r.runSeconds} s`);
+  if (r.baseline) say(`Baseline (measured interleaved in this run): ${r.baseline}`);
   say(
-    `PostgreSQL 15 with fsync, synchronous_commit, full_page_writes on; one function process, DB_POOL_MAX=1.`,
+    "PostgreSQL 15 with fsync, synchronous_commit, full_page_writes on; one function process, DB_POOL_MAX=1.",
   );
   say(`Added-latency proxy: ${f2(r.delayedRttMs)} ms per round trip (direct ${f2(r.directRttMs)} ms).`);
   say();
@@ -277,17 +331,27 @@ function report(r: {
   );
   say();
   say(
-    `Webhook deliveries/s (p50/p99 ms), ${
+    `Webhook deliveries/s (p50/p99 ms); ${cellRounds}×${
       cellMs / 1000
-    } s per cell; every webhook delivery applies a payment:`,
+    } s per cell, interleaved; each webhook` +
+      " delivery applies a payment:",
   );
+  const cell = (c: CellResult) =>
+    `${f0(c.perSecond)} (${f1(c.p50Ms)}/${f1(c.p99Ms)})${c.failures ? ` ${c.failures} failed` : ""}${
+      c.exhausted ? " *" : ""
+    }`;
   table(
-    ["db latency", "c", "verify-only", "floor", "webhook", "webhook/floor", "webhook p99/p50"],
+    [
+      "db latency",
+      "c",
+      "verify-only",
+      "floor",
+      "webhook",
+      "webhook/floor",
+      "webhook p99/p50",
+      ...(r.baseline ? ["baseline floor", "baseline webhook", "baseline webhook/floor"] : []),
+    ],
     r.load.map((row) => {
-      const cell = (c: CellResult) =>
-        `${f0(c.perSecond)} (${f1(c.p50Ms)}/${f1(c.p99Ms)})${c.failures ? ` ${c.failures} failed` : ""}${
-          c.exhausted ? " *" : ""
-        }`;
       const ratio = row.webhook.perSecond / row.floor.perSecond;
       const tail = row.webhook.p99Ms / row.webhook.p50Ms;
       if (row.concurrency === 16) {
@@ -295,6 +359,7 @@ function report(r: {
         targets.push([`webhook/floor at c=16, +${row.latencyMs} ms: ${f2(ratio)} ≥ ${need}`, ratio >= need]);
         targets.push([`webhook p99/p50 at c=16, +${row.latencyMs} ms: ${f1(tail)} ≤ 3`, tail <= 3]);
       }
+      const base = row.baseline;
       return [
         `+${row.latencyMs} ms`,
         String(row.concurrency),
@@ -303,10 +368,15 @@ function report(r: {
         cell(row.webhook),
         `${f2(ratio)}×`,
         `${f1(tail)}×`,
+        ...(base
+          ? [cell(base.floor), cell(base.webhook), `${f2(base.webhook.perSecond / base.floor.perSecond)}×`]
+          : []),
       ];
     }),
   );
-  if (r.load.some((row) => row.webhook.exhausted)) say("* ran out of fresh payments before the time was up");
+  if (r.load.some((row) => row.webhook.exhausted || row.baseline?.webhook.exhausted)) {
+    say("* ran out of fresh payments before the time was up");
+  }
   say();
   const rssRatio = r.webhookRssMiB / r.helloRssMiB;
   targets.push([`webhook peak RSS under c=16: ${f2(rssRatio)}× hello ≤ 2.5`, rssRatio <= 2.5]);
@@ -320,15 +390,43 @@ function report(r: {
   say("Cold start (fresh process: import, one request, exit; median of 5) and peak memory:");
   const hello = r.cold.hello!;
   table(
-    ["function", "wall ms", "× hello", "import ms", "peak RSS MiB", "× hello", "status"],
-    Object.entries(r.cold).map(([name, c]) => {
+    [
+      "function",
+      "wall ms",
+      "× hello",
+      "import ms",
+      "peak RSS MiB",
+      "× hello",
+      "status",
+      ...(r.baseline ? ["baseline wall ms", "× hello", "baseline RSS MiB", "× hello"] : []),
+    ],
+    Object.entries(r.cold).filter(([name]) => !name.startsWith("baseline:")).map(([name, c]) => {
       const wallRatio = c.wallMs / hello.wallMs;
       const rss = c.peakRssMiB / hello.peakRssMiB;
       if (name !== "hello") {
         targets.push([`${name} cold start ${f2(wallRatio)}× ≤ 3.0`, wallRatio <= 3]);
         targets.push([`${name} peak memory ${f2(rss)}× ≤ 1.8`, rss <= 1.8]);
       }
-      return [name, f0(c.wallMs), f2(wallRatio), f0(c.importMs), f0(c.peakRssMiB), f2(rss), String(c.status)];
+      const base = r.cold[`baseline:${name}`];
+      return [
+        name,
+        f0(c.wallMs),
+        f2(wallRatio),
+        f0(c.importMs),
+        f0(c.peakRssMiB),
+        f2(rss),
+        String(c.status),
+        ...(r.baseline
+          ? base
+            ? [
+              f0(base.wallMs),
+              f2(base.wallMs / hello.wallMs),
+              f0(base.peakRssMiB),
+              f2(base.peakRssMiB / hello.peakRssMiB),
+            ]
+            : ["", "", "", ""]
+          : []),
+      ];
     }),
   );
   say();

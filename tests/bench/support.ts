@@ -85,10 +85,15 @@ async function drain(stream: ReadableStream<Uint8Array>, tail: string[]): Promis
   }
 }
 
-export async function startServer(mode: string, env: Record<string, string>): Promise<ServerProcess> {
+/** Starts tests/bench/serve.ts of the tree at `root` (this one, or a baseline checkout to compare with). */
+export async function startServer(
+  mode: string,
+  env: Record<string, string>,
+  root = repoRoot,
+): Promise<ServerProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "tests/bench/serve.ts", mode],
-    cwd: repoRoot,
+    cwd: root,
     env: childEnv(env),
     clearEnv: true,
     stdin: "null",

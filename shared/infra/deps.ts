@@ -6,8 +6,8 @@ export type { Sql, TransactionSql } from "npm:postgres@3.4.9";
 export { z } from "npm:zod@4.6.7";
 export { createClient } from "npm:@supabase/supabase-js@2.119.1";
 export type { SupabaseClient } from "npm:@supabase/supabase-js@2.119.1";
-// The PortOne SDK by subpath: its root module loads every API group (platform, B2B, …) at startup, which
-// cost each function ~100 ms of cold start; we call payments, billing keys, identity verification, webhooks.
+// The PortOne SDK by subpath: its root module loads every API group (platform, B2B, …), 90–180 ms at each
+// cold start against 20–40 ms for `/payment`; we call payments, billing keys, identity verification, webhooks.
 export { PaymentClient, PaymentError } from "npm:@portone/server-sdk@0.19.0/payment";
 export { BillingKeyError } from "npm:@portone/server-sdk@0.19.0/payment/billingKey";
 export {

@@ -32,7 +32,11 @@ export type Bank = PortOneCommon.Bank;
 export type Currency = PortOneCommon.Currency;
 export const { verify: verifyWebhookSignature, WebhookVerificationError } = PortOneWebhook;
 
-/** What the SDK throws when PortOne answered with an error body: the base class of each API group we call. */
+/**
+ * What the SDK throws when PortOne answered with an error body: the base class of each API group we call
+ * (the common RestError is exported only by the SDK's root module, which we do not load). A call into
+ * another API group adds that group's error class here.
+ */
 function isRestError(error: unknown): error is { data?: unknown } {
   return error instanceof PaymentError || error instanceof BillingKeyError ||
     error instanceof IdentityVerificationError;

@@ -53,6 +53,18 @@ Deno.test("the counting proxy counts statements, transactions, Parse messages an
       `${pipelined.roundTrips} < ${sequential.roundTrips}`,
     );
     assert.equal(proxy.counts().connections, 0, "no new connection");
+
+    proxy.dropConnections();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    proxy.reset();
+    await prepared`select ${5}::int`;
+    const reconnected = proxy.counts();
+    assert.equal(reconnected.connections, 1, "a new connection after the drop");
+    assert.equal(reconnected.parses >= 1, true, "statements are prepared again on the new connection");
+    assert.ok(
+      reconnected.roundTrips >= 3,
+      `startup, type lookup and the statement: ${reconnected.roundTrips}`,
+    );
   } finally {
     await unprepared.end();
     await prepared.end();

@@ -21,8 +21,8 @@ import { applyBootstrap, pushMigrations, runSql, withDatabase } from "../support
 import { postgres } from "../../shared/infra/deps.ts";
 import { startTestApp } from "../support/app.ts";
 import { StandardWebhook } from "../support/deps.ts";
-import { startPgProxy, type WireCounts } from "./pg-proxy.ts";
-import { type Operation, operationCounter, operations, roundTripTargets } from "./operations.ts";
+import { startPgProxy } from "./pg-proxy.ts";
+import { operationCounter, type OperationCounts, operations, roundTripTargets } from "./operations.ts";
 import { type CellResult, createPaidPayments, emptySamples, runCell, summarize } from "./load.ts";
 import { type ColdStart, measureColdStarts } from "./cold.ts";
 import {
@@ -289,7 +289,7 @@ function report(r: {
   cpus: number;
   directRttMs: number;
   delayedRttMs: number;
-  wire: Record<Operation, WireCounts>;
+  wire: OperationCounts;
   load: LoadRow[];
   helloC16: CellResult | undefined;
   webhookRssMiB: number;
@@ -306,12 +306,29 @@ function report(r: {
   );
   say(`Added-latency proxy: ${f2(r.delayedRttMs)} ms per round trip (direct ${f2(r.directRttMs)} ms).`);
   say();
-  say("Wire cost per request (warm connection; counted at the PostgreSQL protocol):");
-  say("(transactions: explicit ones plus autocommit statements — each ends in a durable commit)");
+  say(
+    "Wire cost per request, counted at the PostgreSQL protocol (warm: open connection, statements prepared;",
+  );
+  say(
+    "new connection: a new isolate's first request — startup and statement preparation included, on loopback",
+  );
+  say(
+    "without TLS or a password; transactions: explicit ones plus autocommit statements, each a durable commit):",
+  );
   table(
-    ["operation", "statements", "transactions", "Parse msgs", "round trips", "target"],
+    [
+      "operation",
+      "statements",
+      "transactions",
+      "Parse msgs",
+      "round trips",
+      "target",
+      "new connection: Parse msgs",
+      "round trips",
+    ],
     operations.map((op) => {
-      const c = r.wire[op];
+      const c = r.wire.warm[op];
+      const cold = r.wire.cold[op];
       const target = roundTripTargets[op];
       if (target !== undefined) {
         targets.push([`${op}: round trips ${c.roundTrips} ≤ ${target}`, c.roundTrips <= target]);
@@ -323,6 +340,8 @@ function report(r: {
         String(c.parses),
         String(c.roundTrips),
         target === undefined ? "" : `≤ ${target}`,
+        String(cold.parses),
+        String(cold.roundTrips),
       ];
     }),
   );

@@ -38,9 +38,16 @@ export const roundTripTargets: Partial<Record<Operation, number>> = {
   "billing-key pay + Idempotency-Key": 8,
 };
 
+export interface OperationCounts {
+  /** A warm isolate: its connection open and every statement already prepared. */
+  readonly warm: Record<Operation, WireCounts>;
+  /** A new isolate's first request: a new connection (loopback, no TLS or password) and no statement cache. */
+  readonly cold: Record<Operation, WireCounts>;
+}
+
 export interface OperationCounter {
-  /** Runs every operation twice and returns the counts of the second (warm) run. */
-  countAll(): Promise<Record<Operation, WireCounts>>;
+  /** Runs every operation three times: to warm up, counted warm, and counted on a new connection each. */
+  countAll(): Promise<OperationCounts>;
   /** One more confirm through the same connection, counted (used after an idle spell). */
   countConfirmAgain(): Promise<WireCounts>;
   close(): Promise<void>;
@@ -73,7 +80,13 @@ export async function operationCounter(app: TestApp, proxy: PgProxy): Promise<Op
     );
     return { status: response.status, body: await response.json(), headers: response.headers };
   };
+  let coldConnections = false;
   const counted = async (name: string, run: () => Promise<CallResult>): Promise<[CallResult, WireCounts]> => {
+    if (coldConnections) {
+      proxy.dropConnections();
+      // let the client see its connection close before the request
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     proxy.reset();
     const result = await run();
     const counts = proxy.counts();
@@ -143,7 +156,13 @@ export async function operationCounter(app: TestApp, proxy: PgProxy): Promise<Op
   return {
     countAll: async () => {
       await once();
-      return await once();
+      const warm = await once();
+      coldConnections = true;
+      try {
+        return { warm, cold: await once() };
+      } finally {
+        coldConnections = false;
+      }
     },
     countConfirmAgain: async () =>
       (await counted(

@@ -47,6 +47,8 @@ export interface PgProxy {
   /** Counts since the last reset (counting proxies only; zeros otherwise). */
   counts(): WireCounts;
   reset(): void;
+  /** Closes every proxied connection (as if the server went away): the next query opens a new one. */
+  dropConnections(): void;
   close(): Promise<void>;
 }
 
@@ -90,6 +92,8 @@ class FrontendReader {
         const code = view.getInt32(4);
         // an SSL or GSS request is answered with one byte and followed by the real startup message
         if (code !== sslRequestCode && code !== gssRequestCode) this.#startupDone = true;
+        // the server answers each of these (S/N, or authentication and ReadyForQuery)
+        this.#answerExpected();
         offset += length;
         continue;
       }
@@ -158,8 +162,12 @@ class FrontendReader {
         counts.flushes++;
         this.#answerExpected();
         break;
+      case "p":
+        // a password or SASL message: the server answers it
+        this.#answerExpected();
+        break;
       default:
-        // Describe, Close, Terminate, password messages: no effect on the counts
+        // Describe, Close, Terminate: no effect on the counts
         break;
     }
   }
@@ -223,7 +231,7 @@ async function pump(
   }
   await reading;
   try {
-    to.closeWrite();
+    await to.closeWrite();
   } catch {
     // already closed
   }
@@ -293,6 +301,16 @@ export function startPgProxy(
     counts: () => ({ ...counts }),
     reset: () => {
       counts = zeroCounts();
+    },
+    dropConnections: () => {
+      for (const conn of open) {
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+      }
+      open.clear();
     },
     close: async () => {
       listener.close();

@@ -10,7 +10,7 @@ import { log } from "../infra/log.ts";
 import { PortOneRefusal } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { type PaymentView, syncPayment } from "../payments/sync.ts";
-import { syncBillingKey } from "./keys.ts";
+import { revealBillingKey, syncBillingKey } from "./keys.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // Requests and replies
@@ -59,13 +59,27 @@ async function reserveBillingAttempt(
   // this may be charging right now
   const inFlightSeconds = Math.ceil(deps.config.portone.timeoutMs / 1000) * 2 + 30;
   return await deps.sql.begin(async (tx) => {
-    const [key] = await tx<{ billing_key: string; status: string; store_id: string }[]>`
-      select billing_key, status, store_id from public.billing_keys
+    const [key] = await tx<
+      {
+        id: string;
+        user_id: string;
+        billing_key: string;
+        status: string;
+        store_id: string;
+        channel_key: string | null;
+      }[]
+    >`
+      select id, user_id, billing_key, status, store_id, channel_key from public.billing_keys
       where id = ${billingKeyId} and user_id = ${caller.userId}`;
     // someone else's key and a missing one look the same
     if (!key) throw new AppError("not_found", "Billing key not found");
     if (key.status !== "ISSUED" || key.store_id !== deps.config.portone.storeId) {
       throw new AppError("billing_key_not_active", "The billing key is deleted");
+    }
+    // charges report the key's channel; one the store no longer configures would pay nothing
+    const channelKey = deps.config.portone.billingChannelKey;
+    if (key.channel_key !== null && key.channel_key !== channelKey) {
+      throw new AppError("billing_key_not_active", "The billing key was issued through another channel");
     }
 
     const [order] = await tx<{ status: string; order_name: string }[]>`
@@ -101,13 +115,15 @@ async function reserveBillingAttempt(
       throw new AppError("payment_in_progress", `Payment ${blocking.id} for this order is in progress`);
     }
     const reusable = live.find((p) => p.status === "READY" && p.billing_key_id === billingKeyId);
+    // the channel the charge must report is recorded with the attempt, as prepare does for the browser
     const [row] = reusable
       ? await tx<{ id: string; total_amount: number; tax_free_amount: number; currency: string }[]>`
-        select id, total_amount, tax_free_amount, currency from public.payments where id = ${reusable.id}`
+        update public.payments set channel_key = ${channelKey} where id = ${reusable.id}
+        returning id, total_amount, tax_free_amount, currency`
       : await tx<{ id: string; total_amount: number; tax_free_amount: number; currency: string }[]>`
         insert into public.payments
-          (id, order_id, user_id, store_id, total_amount, tax_free_amount, currency, billing_key_id)
-        select ${newPaymentId()}, o.id, o.user_id, ${deps.config.portone.storeId}, o.total_amount,
+          (id, order_id, user_id, store_id, channel_key, total_amount, tax_free_amount, currency, billing_key_id)
+        select ${newPaymentId()}, o.id, o.user_id, ${deps.config.portone.storeId}, ${channelKey}, o.total_amount,
                o.tax_free_amount, o.currency, ${billingKeyId}
         from public.orders o where o.id = ${orderId}
         returning id, total_amount, tax_free_amount, currency`;
@@ -117,7 +133,7 @@ async function reserveBillingAttempt(
         values (${row!.id}, 'billing', 'created', 'READY', ${tx.json({ orderId, billingKeyId } as never)})`;
     }
     return {
-      billingKey: key.billing_key,
+      billingKey: await revealBillingKey(deps, tx, key),
       orderName: order.order_name,
       paymentId: row!.id,
       totalAmount: row!.total_amount,
@@ -127,12 +143,30 @@ async function reserveBillingAttempt(
   });
 }
 
+/**
+ * One paying attempt per order across both ways to pay: the order's open browser attempts are re-fetched
+ * at PortOne first, so one the customer already paid (or left pending, or holding an open virtual account)
+ * before our confirm or the webhook arrived is on record when the reservation below looks at the order:
+ * the order is then paid (409 order_not_payable) or the attempt blocks (409 payment_in_progress). What
+ * remains is a browser payment completed in the moment between this re-fetch and PortOne's charge; the
+ * sync then flags the later one `order_already_paid`.
+ */
+async function refreshBrowserAttempts(deps: AppDeps, caller: Caller, orderId: string): Promise<void> {
+  const open = await deps.sql<{ id: string }[]>`
+    select id from public.payments
+    where order_id = ${orderId} and user_id = ${caller.userId} and billing_key_id is null
+      and status in ('READY', 'PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED')
+    order by created_at`;
+  for (const payment of open) await syncPayment(deps, payment.id, "billing");
+}
+
 export async function payWithSavedBillingKey(
   deps: AppDeps,
   caller: Caller,
   billingKeyId: string,
   input: PayWithBillingKeyRequest,
 ): Promise<BillingPaymentResponse> {
+  await refreshBrowserAttempts(deps, caller, input.orderId);
   const attempt = await reserveBillingAttempt(deps, caller, billingKeyId, input.orderId);
 
   let declined: PortOneRefusal | null = null;

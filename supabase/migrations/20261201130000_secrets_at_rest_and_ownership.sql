@@ -22,6 +22,27 @@ alter table public.billing_keys
 update public.billing_keys
 set billing_key_sha256 = encode(sha256(convert_to(billing_key, 'UTF8')), 'hex')
 where billing_key_sha256 is null;
+-- A row inserted with a plain key (by hand, or by code from before this migration during a rolling deploy)
+-- gets its lookup hash; the functions always send the hash of the key they seal.
+create function private.fill_billing_key_sha256()
+returns trigger
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+begin
+  if new.billing_key_sha256 is null then
+    new.billing_key_sha256 := encode(sha256(convert_to(new.billing_key, 'UTF8')), 'hex');
+  end if;
+  return new;
+end;
+$$;
+revoke all on function private.fill_billing_key_sha256() from public, anon, authenticated, service_role;
+
+create trigger billing_keys_fill_sha256
+before insert on public.billing_keys
+for each row execute function private.fill_billing_key_sha256();
+
 alter table public.billing_keys
   alter column billing_key_sha256 set not null,
   add constraint billing_keys_billing_key_sha256_key unique (billing_key_sha256),

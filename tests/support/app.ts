@@ -30,7 +30,8 @@ setLogSink((line) => {
 
 export interface TestAppOptions {
   readonly sandbox?: SandboxOptions;
-  readonly env?: Record<string, string>;
+  /** Overrides of the test environment; `undefined` removes a variable (to test production defaults). */
+  readonly env?: Record<string, string | undefined>;
 }
 
 export interface TestUser {
@@ -87,7 +88,10 @@ export const testReconcileSecret = "test-reconcile-secret-0123456789abcdef";
 /** Two data-encryption keys, the current one first: values sealed under either open. */
 export const testDataEncryptionKeys = `test-2:${btoa("t".repeat(32))},test-1:${btoa("o".repeat(32))}`;
 
-export function testEnv(sandbox: Sandbox, extra: Record<string, string> = {}): Record<string, string> {
+export function testEnv(
+  sandbox: Sandbox,
+  extra: Record<string, string | undefined> = {},
+): Record<string, string | undefined> {
   return {
     PORTONE_API_SECRET: sandbox.apiSecret,
     PORTONE_STORE_ID: sandbox.storeId,

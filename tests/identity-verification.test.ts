@@ -317,7 +317,7 @@ Deno.test("identity-verification refuses a verification older than the configure
   // PortOne's clock an hour behind: every verification it completes is an hour old when we see it
   await using app = await startTestApp({
     sandbox: { clock: () => new Date(Date.now() - 3600_000) },
-    env: { IDENTITY_VERIFICATION_MAX_AGE_SECONDS: "3000" },
+    env: { IDENTITY_MAX_AGE_SECONDS: "3000" },
   });
   const user = await app.createUser();
   const id = await completed(app, user, { customer: person({ id: user.id }) });
@@ -330,7 +330,7 @@ Deno.test("identity-verification refuses a verification older than the configure
 Deno.test("identity-verification accepts a verification within the configured age", async () => {
   await using app = await startTestApp({
     sandbox: { clock: () => new Date(Date.now() - 3600_000) },
-    env: { IDENTITY_VERIFICATION_MAX_AGE_SECONDS: "4000" },
+    env: { IDENTITY_MAX_AGE_SECONDS: "4000" },
   });
   const user = await app.createUser();
   const id = await completed(app, user, { customer: person({ id: user.id }) });

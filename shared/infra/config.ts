@@ -80,7 +80,7 @@ const envSchema = z.object({
   PORTONE_STORE_MODE: z.enum(["live", "test"]).default("live"),
   PORTONE_BILLING_CHANNEL_KEY: nonEmpty.optional(),
   DATA_ENCRYPTION_KEYS: keyring.optional(),
-  IDENTITY_VERIFICATION_MAX_AGE_SECONDS: z.coerce.number().int().min(30).max(86_400).default(600),
+  IDENTITY_MAX_AGE_SECONDS: z.coerce.number().int().min(30).max(86_400).default(600),
   SUPABASE_URL: z.url({ protocol: /^https?$/ }),
   SUPABASE_ANON_KEY: z.string().optional(),
   SUPABASE_PUBLISHABLE_KEYS: z.string().optional(),
@@ -206,7 +206,7 @@ export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config 
     // DATABASE_URL wins so a deploy can point functions at the transaction pooler
     database: { url: (values.DATABASE_URL ?? values.SUPABASE_DB_URL)!, poolMax: values.DB_POOL_MAX },
     identityCiPepper: values.IDENTITY_CI_PEPPER,
-    identityVerificationMaxAgeSeconds: values.IDENTITY_VERIFICATION_MAX_AGE_SECONDS,
+    identityVerificationMaxAgeSeconds: values.IDENTITY_MAX_AGE_SECONDS,
     dataEncryptionKeys: values.DATA_ENCRYPTION_KEYS,
     customerCancelPolicy: values.CUSTOMER_CANCEL_POLICY,
     reconcileSecret: values.RECONCILE_SECRET,

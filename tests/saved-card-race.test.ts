@@ -71,12 +71,57 @@ Deno.test("saved card vs. the payment window", async (t) => {
     assert.deepEqual(await paidAtPortOne(app, order.id), [checkout.paymentId]);
   });
 
-  await t.step("a window opened but never paid does not block the saved card", async () => {
-    const { user, keyId, order, checkout } = await setup(app);
-    app.sandbox.openPaymentWindow({ ...checkout, channel: "TEST", method: "CARD", customerId: user.id });
-    const charged = await payWithSavedCard(app, user, keyId, order.id);
-    assert.equal(charged.status, 200, JSON.stringify(charged.body));
-    assert.equal(charged.body.order.status, "paid");
-    assert.deepEqual(await paidAtPortOne(app, order.id), [charged.body.paymentId]);
-  });
+  await t.step(
+    "a window opened but never paid: the saved card pays under its paymentId, the window cannot",
+    async () => {
+      const { user, keyId, order, checkout } = await setup(app);
+      app.sandbox.openPaymentWindow({ ...checkout, channel: "TEST", method: "CARD", customerId: user.id });
+      const charged = await payWithSavedCard(app, user, keyId, order.id);
+      assert.equal(charged.status, 200, JSON.stringify(charged.body));
+      assert.equal(charged.body.order.status, "paid");
+      assert.equal(charged.body.paymentId, checkout.paymentId, "one paymentId per order");
+      assert.throws(() =>
+        app.sandbox.pay({ ...checkout, channel: "TEST", method: "CARD", customerId: user.id })
+      );
+      assert.deepEqual(await paidAtPortOne(app, order.id), [checkout.paymentId]);
+    },
+  );
+
+  await t.step(
+    "paying in the window and with the saved card at the same moment: at most one PAID",
+    async () => {
+      const outcomes = { savedCard: 0, window: 0 };
+      for (let run = 0; run < 30; run++) {
+        const { user, keyId, order, checkout } = await setup(app);
+        app.sandbox.openPaymentWindow({ ...checkout, channel: "TEST", method: "CARD", customerId: user.id });
+        // the window's payment lands at a random moment of the saved-card request
+        const delay = (run % 10) * 60;
+        const [charged, windowPaid] = await Promise.all([
+          payWithSavedCard(app, user, keyId, order.id),
+          new Promise((resolve) => setTimeout(resolve, delay)).then(() => {
+            try {
+              app.sandbox.pay({ ...checkout, channel: "TEST", method: "CARD", customerId: user.id });
+              return true;
+            } catch {
+              return false; // PortOne refuses: the paymentId is already paid
+            }
+          }),
+        ]);
+        const paid = await paidAtPortOne(app, order.id);
+        assert.equal(paid.length, 1, `run ${run}: ${paid.length} PAID payments for one order`);
+        assert.equal(charged.status === 200, !windowPaid, `run ${run}: exactly one way paid`);
+        if (!windowPaid) outcomes.savedCard++;
+        else {
+          assert.equal(charged.status, 409, JSON.stringify(charged.body));
+          outcomes.window++;
+        }
+        await app.call("confirm", { user, body: { paymentId: paid[0] } });
+        const [row] = await app.deps.sql`
+        select status, paid_payment_id from public.orders where id = ${order.id}`;
+        assert.deepEqual({ ...row }, { status: "paid", paid_payment_id: paid[0] });
+      }
+      // both orders of events happened, so both paths were exercised
+      assert.ok(outcomes.savedCard > 0 && outcomes.window > 0, JSON.stringify(outcomes));
+    },
+  );
 });

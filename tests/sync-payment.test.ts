@@ -52,15 +52,15 @@ Deno.test("verifySnapshot() names every difference from the order", () => {
     taxFreeAmount: 0,
     currency: "KRW",
     orderName: "상품",
-    channelKey: "channel-key-a",
+    channelKeys: ["channel-key-a"],
   };
   assert.deepEqual(verifySnapshot(base, expected, false), []);
   assert.deepEqual(verifySnapshot(base, expected, true), ["test_channel"]);
   // the channel must be the one issued for the attempt; an attempt without one matches no channel
-  assert.deepEqual(verifySnapshot(base, { ...expected, channelKey: "channel-key-b" }, false), [
+  assert.deepEqual(verifySnapshot(base, { ...expected, channelKeys: ["channel-key-b"] }, false), [
     "channel_mismatch",
   ]);
-  assert.deepEqual(verifySnapshot(base, { ...expected, channelKey: null }, false), ["channel_mismatch"]);
+  assert.deepEqual(verifySnapshot(base, { ...expected, channelKeys: [] }, false), ["channel_mismatch"]);
   assert.deepEqual(
     verifySnapshot(base, {
       storeId: "store-b",
@@ -68,7 +68,7 @@ Deno.test("verifySnapshot() names every difference from the order", () => {
       taxFreeAmount: 500,
       currency: "USD",
       orderName: "다른",
-      channelKey: "channel-key-a",
+      channelKeys: ["channel-key-b", "channel-key-a"],
     }, false),
     ["store_mismatch", "amount_mismatch", "tax_free_mismatch", "currency_mismatch", "order_name_mismatch"],
   );

@@ -29,6 +29,8 @@ export interface BillingPaymentResponse {
 
 interface BillingAttempt {
   paymentId: string;
+  /** The attempt was prepare's, still open in a payment window: the window may have paid it first. */
+  takenOverFromWindow: boolean;
   billingKey: string;
   orderName: string;
   totalAmount: number;
@@ -48,6 +50,10 @@ export function portoneIdempotencyKeyFor(paymentId: string): string {
  * Finds or creates the attempt under the order's row lock. An open (READY) attempt of this order with this
  * key is reused, so a request retried after an outage charges the same paymentId with the same PortOne
  * Idempotency-Key. An attempt that FAILED is never reused: its PortOne key would replay the decline.
+ *
+ * One paymentId per order across both ways to pay: an open attempt `prepare` handed to the payment window is
+ * taken over and charged under its own paymentId. PortOne holds at most one payment per paymentId, so if the
+ * customer pays in a window that is still open, only one of the two can succeed; the other is refused.
  */
 async function reserveBillingAttempt(
   deps: AppDeps,
@@ -114,15 +120,18 @@ async function reserveBillingAttempt(
     if (blocking) {
       throw new AppError("payment_in_progress", `Payment ${blocking.id} for this order is in progress`);
     }
-    const reusable = live.find((p) => p.status === "READY" && p.billing_key_id === billingKeyId);
-    // the channel the charge must report is recorded with the attempt, as prepare does for the browser
+    const reusable = live.find((p) =>
+      p.status === "READY" && (p.billing_key_id === billingKeyId || p.billing_key_id === null)
+    );
+    // the channel the charge must report is recorded with the attempt (beside the window's, for a taken-over one)
     const [row] = reusable
       ? await tx<{ id: string; total_amount: number; tax_free_amount: number; currency: string }[]>`
-        update public.payments set channel_key = ${channelKey} where id = ${reusable.id}
+        update public.payments set billing_channel_key = ${channelKey} where id = ${reusable.id}
         returning id, total_amount, tax_free_amount, currency`
       : await tx<{ id: string; total_amount: number; tax_free_amount: number; currency: string }[]>`
         insert into public.payments
-          (id, order_id, user_id, store_id, channel_key, total_amount, tax_free_amount, currency, billing_key_id)
+          (id, order_id, user_id, store_id, billing_channel_key, total_amount, tax_free_amount, currency,
+           billing_key_id)
         select ${newPaymentId()}, o.id, o.user_id, ${deps.config.portone.storeId}, ${channelKey}, o.total_amount,
                o.tax_free_amount, o.currency, ${billingKeyId}
         from public.orders o where o.id = ${orderId}
@@ -133,6 +142,7 @@ async function reserveBillingAttempt(
         values (${row!.id}, 'billing', 'created', 'READY', ${tx.json({ orderId, billingKeyId } as never)})`;
     }
     return {
+      takenOverFromWindow: reusable !== undefined && reusable.billing_key_id === null,
       billingKey: await revealBillingKey(deps, tx, key),
       orderName: order.order_name,
       paymentId: row!.id,
@@ -144,12 +154,11 @@ async function reserveBillingAttempt(
 }
 
 /**
- * One paying attempt per order across both ways to pay: the order's open browser attempts are re-fetched
- * at PortOne first, so one the customer already paid (or left pending, or holding an open virtual account)
- * before our confirm or the webhook arrived is on record when the reservation below looks at the order:
- * the order is then paid (409 order_not_payable) or the attempt blocks (409 payment_in_progress). What
- * remains is a browser payment completed in the moment between this re-fetch and PortOne's charge; the
- * sync then flags the later one `order_already_paid`.
+ * The order's open browser attempts are re-fetched at PortOne first, so one the customer already paid (or
+ * left pending, or holding an open virtual account) before our confirm or the webhook arrived is on record
+ * when the reservation looks at the order: the order is then paid (409 order_not_payable) or the attempt
+ * blocks (409 payment_in_progress) before PortOne is asked to charge. A window paying at the same moment is
+ * caught by the shared paymentId (see reserveBillingAttempt).
  */
 async function refreshBrowserAttempts(deps: AppDeps, caller: Caller, orderId: string): Promise<void> {
   const open = await deps.sql<{ id: string }[]>`
@@ -170,6 +179,7 @@ export async function payWithSavedBillingKey(
   const attempt = await reserveBillingAttempt(deps, caller, billingKeyId, input.orderId);
 
   let declined: PortOneRefusal | null = null;
+  let alreadyPaid = false;
   try {
     await deps.portone.payWithBillingKey({
       paymentId: attempt.paymentId,
@@ -188,7 +198,9 @@ export async function payWithSavedBillingKey(
         declined = error;
         break;
       case "ALREADY_PAID":
-        // an earlier try of this very attempt went through; the sync below picks it up
+        // an earlier try of this very attempt went through, or the customer paid this paymentId in the payment
+        // window first; the sync below picks it up either way
+        alreadyPaid = true;
         break;
       case "BILLING_KEY_ALREADY_DELETED":
       case "BILLING_KEY_NOT_FOUND":
@@ -216,6 +228,12 @@ export async function payWithSavedBillingKey(
         pgCode: declined.pgCode ?? null,
         pgMessage: declined.pgMessage ?? null,
       },
+    });
+  }
+  if (alreadyPaid && attempt.takenOverFromWindow) {
+    // the saved card was not charged: the payment window got there first
+    throw new AppError("order_not_payable", `Payment ${payment.paymentId} was made in the payment window`, {
+      details: { paymentId: payment.paymentId, status: payment.status },
     });
   }
   if (payment.mismatchReason !== null) {

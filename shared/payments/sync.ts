@@ -80,6 +80,7 @@ interface StoredPayment {
   mismatch_reason: string | null;
   status_changed_at: Date | null;
   channel_key: string | null;
+  billing_channel_key: string | null;
   virtual_account_bank: string | null;
   virtual_account_number: string | null;
   virtual_account_holder: string | null;
@@ -92,7 +93,7 @@ const selectPayment = (tx: Sql | TransactionSql, paymentId: string, lock: boolea
   tx<StoredPayment[]>`
     select p.id, p.order_id, p.store_id, p.status, p.total_amount, p.tax_free_amount, p.currency,
            p.paid_amount, p.cancelled_amount, p.cancellable_amount, p.mismatch_reason, p.status_changed_at,
-           p.channel_key,
+           p.channel_key, p.billing_channel_key,
            p.virtual_account_bank, p.virtual_account_number, p.virtual_account_holder,
            p.virtual_account_expires_at, o.order_name, o.status as order_status
     from public.payments p
@@ -156,8 +157,8 @@ export function verifySnapshot(
     taxFreeAmount: number;
     currency: string;
     orderName: string;
-    /** The channel we issued for this attempt (prepare's, or the saved card's); null = none, flagged. */
-    channelKey: string | null;
+    /** The channels we issued for this attempt (prepare's, the saved card's); any other is flagged. */
+    channelKeys: readonly string[];
   },
   requireLiveChannel: boolean,
 ): MismatchReason[] {
@@ -171,7 +172,7 @@ export function verifySnapshot(
   if (snapshot.orderName !== expected.orderName) reasons.push("order_name_mismatch");
   if (requireLiveChannel && snapshot.channelType !== "LIVE") reasons.push("test_channel");
   // another channel of the store (a stale test key, a LIVE channel we never configured) pays nothing
-  if (expected.channelKey === null || snapshot.channelKey !== expected.channelKey) {
+  if (snapshot.channelKey === null || !expected.channelKeys.includes(snapshot.channelKey)) {
     reasons.push("channel_mismatch");
   }
   return reasons;
@@ -279,7 +280,7 @@ export async function applySnapshot(
       taxFreeAmount: row.tax_free_amount,
       currency: row.currency,
       orderName: row.order_name,
-      channelKey: row.channel_key,
+      channelKeys: [row.channel_key, row.billing_channel_key].filter((key): key is string => key !== null),
     }, options.requireLiveChannel);
 
     const orderStatus = orderStatusFor(snapshot.status);

@@ -8,6 +8,7 @@
 --   * service_role (reachable through the REST API with the service key) loses select on every sensitive
 --     column: the functions connect as postgres and never need it.
 --   * identity_verification_requests: the ids the server issued, each to one user.
+--   * payments.billing_channel_key: one paymentId per order serves both ways to pay (see below).
 --   * payment_cancellations: customers no longer read requested_by (an admin's user id) nor the
 --     Idempotency-Key we sent to PortOne.
 -- Touches: billing_keys, identity_verifications, identity_verification_requests (new), payment_cancellations.
@@ -85,6 +86,13 @@ create index identity_verification_requests_user_id_idx on public.identity_verif
 alter table public.identity_verification_requests enable row level security;
 revoke all on table public.identity_verification_requests from anon, authenticated, service_role;
 grant select, insert, delete on table public.identity_verification_requests to service_role;
+
+-- payments -------------------------------------------------------------------------------------------
+-- A saved-card charge takes over the order's open browser attempt (same paymentId), so PortOne, which holds
+-- at most one payment per paymentId, lets only one of the two ways to pay succeed. An attempt may then be paid
+-- through the channel prepare issued (channel_key) or the saved card's channel (billing_channel_key).
+alter table public.payments
+  add column billing_channel_key text check (char_length(billing_channel_key) between 1 and 200);
 
 -- payment_cancellations ------------------------------------------------------------------------------
 revoke select on table public.payment_cancellations from authenticated;

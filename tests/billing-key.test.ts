@@ -207,6 +207,26 @@ Deno.test("billing-key", async (t) => {
     },
   );
 
+  await t.step(
+    "a key sealed under a key no longer configured → 500 misconfigured, nothing charged",
+    async () => {
+      const user = await app.createUser();
+      const { id, billingKey } = await registered(app, user);
+      const dropped = [{ id: "dropped", key: crypto.getRandomValues(new Uint8Array(32)) }];
+      await app.deps.sql`
+      update public.billing_keys
+      set billing_key = ${await seal(dropped, billingKey, `billing_keys.billing_key:${user.id}`)}
+      where id = ${id}`;
+      const order = await pendingOrder(app, user);
+      const before = payCalls(app).length;
+      const refused = await pay(app, user, id, order.id, `dropped-${crypto.randomUUID()}`);
+      assert.equal(refused.status, 500);
+      assert.equal(refused.body.error.code, "misconfigured");
+      assert.equal(payCalls(app).length, before);
+      assert.deepEqual((await orderPayments(app, order.id)).map((p) => p.status), []);
+    },
+  );
+
   await t.step("a key stored in the clear before encryption at rest charges once and is sealed", async () => {
     const user = await app.createUser();
     const billingKey = issue(app, user.id);

@@ -9,7 +9,7 @@
  */
 import { sha256Hex } from "../infra/crypto.ts";
 import { z } from "../infra/deps.ts";
-import { isSealed, open, seal, sealedWithOlderKey } from "../infra/encryption.ts";
+import { DecryptionError, isSealed, open, seal, sealedWithOlderKey } from "../infra/encryption.ts";
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
 import type { Sql, TransactionSql } from "../infra/db.ts";
@@ -183,7 +183,18 @@ export async function revealBillingKey(
 ): Promise<string> {
   const keys = dataKeys(deps);
   const context = sealContext(row.user_id);
-  const plain = isSealed(row.billing_key) ? await open(keys, row.billing_key, context) : row.billing_key;
+  let plain = row.billing_key;
+  if (isSealed(row.billing_key)) {
+    try {
+      plain = await open(keys, row.billing_key, context);
+    } catch (error) {
+      // a key dropped from DATA_ENCRYPTION_KEYS too early (or a tampered row): ours to fix, not the client's
+      if (error instanceof DecryptionError) {
+        throw new AppError("misconfigured", "A saved card cannot be opened", { cause: error });
+      }
+      throw error;
+    }
+  }
   if (!isSealed(row.billing_key) || sealedWithOlderKey(keys, row.billing_key)) {
     await sql`
       update public.billing_keys set billing_key = ${await seal(keys, plain, context)}, updated_at = now()

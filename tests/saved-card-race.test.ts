@@ -84,6 +84,13 @@ Deno.test("saved card vs. the payment window", async (t) => {
         app.sandbox.pay({ ...checkout, channel: "TEST", method: "CARD", customerId: user.id })
       );
       assert.deepEqual(await paidAtPortOne(app, order.id), [checkout.paymentId]);
+      const events = await app.deps.sql<{ source: string; kind: string }[]>`
+        select source, kind from public.payment_events where payment_id = ${checkout.paymentId} order by id`;
+      assert.deepEqual(events.map((e) => `${e.source}:${e.kind}`), [
+        "prepare:created",
+        "billing:taken_over_by_saved_card",
+        "billing:status_changed",
+      ]);
     },
   );
 

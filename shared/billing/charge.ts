@@ -100,11 +100,12 @@ async function reserveBillingAttempt(
         id: string;
         status: string;
         billing_key_id: string | null;
+        billing_channel_key: string | null;
         young: boolean;
         virtual_account_expires_at: Date | null;
       }[]
     >`
-      select id, status, billing_key_id, virtual_account_expires_at,
+      select id, status, billing_key_id, billing_channel_key, virtual_account_expires_at,
              created_at > now() - make_interval(secs => ${inFlightSeconds}) as young
       from public.payments
       where order_id = ${orderId} and mismatch_reason is null
@@ -136,6 +137,12 @@ async function reserveBillingAttempt(
                o.tax_free_amount, o.currency, ${billingKeyId}
         from public.orders o where o.id = ${orderId}
         returning id, total_amount, tax_free_amount, currency`;
+    if (reusable && reusable.billing_key_id === null && reusable.billing_channel_key === null) {
+      await tx`
+        insert into public.payment_events (payment_id, source, kind, from_status, to_status, detail)
+        values (${row!.id}, 'billing', 'taken_over_by_saved_card', 'READY', 'READY',
+                ${tx.json({ orderId, billingKeyId } as never)})`;
+    }
     if (!reusable) {
       await tx`
         insert into public.payment_events (payment_id, source, kind, to_status, detail)

@@ -238,8 +238,9 @@ export async function payWithSavedBillingKey(
     });
   }
   if (alreadyPaid && attempt.takenOverFromWindow) {
-    // the saved card was not charged: the payment window got there first
-    throw new AppError("order_not_payable", `Payment ${payment.paymentId} was made in the payment window`, {
+    // PortOne refused to charge this paymentId again: the payment window (or an earlier try whose answer was
+    // lost) paid it; either way the order is paid once and this request charged nothing
+    throw new AppError("order_not_payable", `The order was already paid (payment ${payment.paymentId})`, {
       details: { paymentId: payment.paymentId, status: payment.status },
     });
   }

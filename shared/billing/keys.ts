@@ -7,6 +7,7 @@
  * no log line names it. Clients see a masked record (issuer, brand, type, last four digits).
  */
 import { z } from "../infra/deps.ts";
+import type { BillingKeyView, RegisterBillingKeyRequest } from "../contract/billing-key.ts";
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
 import type { Sql, TransactionSql } from "../infra/db.ts";
@@ -17,30 +18,6 @@ import type { AppDeps } from "../infra/runtime.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // Requests and views
-
-/** PortOne billing keys are opaque; this only refuses what cannot be one (and keeps paths/queries sane). */
-const billingKeySchema = z.string().regex(
-  /^[\x21-\x7e]{1,256}$/,
-  "must be a billing key from the browser SDK",
-);
-
-export const RegisterBillingKeyRequest = z.strictObject({ billingKey: billingKeySchema });
-export type RegisterBillingKeyRequest = z.infer<typeof RegisterBillingKeyRequest>;
-
-/** What a client may know about a saved card. */
-export interface BillingKeyView {
-  readonly id: string;
-  readonly status: "ISSUED" | "DELETED";
-  readonly pgProvider: string | null;
-  readonly cardIssuer: string | null;
-  readonly cardBrand: string | null;
-  readonly cardType: string | null;
-  readonly cardNumberMasked: string | null;
-  readonly cardName: string | null;
-  readonly issuedAt: string | null;
-  readonly deletedAt: string | null;
-  readonly createdAt: string;
-}
 
 interface BillingKeyRow {
   id: string;

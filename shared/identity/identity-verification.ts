@@ -11,28 +11,13 @@
  */
 import { hmacSha256Hex } from "../infra/crypto.ts";
 import { z } from "../infra/deps.ts";
+import { type IdentityStatus, VerifyIdentityRequest } from "../contract/identity-verification.ts";
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
 import { log } from "../infra/log.ts";
 import { PortOneRefusal } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { defineFunction, type EdgeFunction, json, readJson } from "../infra/http.ts";
-
-/** Ids are chosen by our frontend; this refuses what cannot be one (and keeps the PortOne path sane). */
-export const VerifyIdentityRequest = z.strictObject({
-  identityVerificationId: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, "must be an identityVerificationId"),
-});
-export type VerifyIdentityRequest = z.infer<typeof VerifyIdentityRequest>;
-
-export type IdentityStatus =
-  | { readonly verified: false }
-  | {
-    readonly verified: true;
-    readonly nameMasked: string;
-    readonly operator: string | null;
-    readonly isForeigner: boolean | null;
-    readonly verifiedAt: string;
-  };
 
 const operators = ["SKT", "KT", "LGU", "SKT_MVNO", "KT_MVNO", "LGU_MVNO"] as const;
 const genders = ["MALE", "FEMALE", "OTHER"] as const;

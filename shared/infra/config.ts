@@ -4,12 +4,12 @@
  * fails loudly instead of charging or refunding wrongly.
  */
 import { z } from "./deps.ts";
+import { type PayMethod, payMethods } from "../contract/common.ts";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Payment methods a channel can be chosen for (the browser SDK's `payMethod` values). */
-export const payMethods = ["CARD", "EASY_PAY", "VIRTUAL_ACCOUNT", "TRANSFER", "MOBILE"] as const;
-export type PayMethod = (typeof payMethods)[number];
+export { type PayMethod, payMethods } from "../contract/common.ts";
 
 const nonEmpty = z.string().trim().min(1, "must not be empty");
 const booleanFlag = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");

@@ -10,7 +10,7 @@
 import { databaseTypesFile, generateDatabaseTypes, withMigratedDatabase } from "./database-types.ts";
 
 const encoder = new TextEncoder();
-const say = (line: string) => Deno.stdout.writeSync(encoder.encode(`${line}\n`));
+const say = (line: string): void => void Deno.stdout.writeSync(encoder.encode(`${line}\n`));
 
 async function writeIfChanged(file: string, text: string): Promise<void> {
   const before = await Deno.readTextFile(file).catch(() => null);

@@ -3,7 +3,16 @@
  * POST /{id}/pay { orderId } + Idempotency-Key · DELETE /{id}.
  */
 import { z } from "../infra/deps-client.ts";
-import type { PaymentView } from "../payments/sync.ts";
+import type { ErrorCode } from "../infra/errors.ts";
+import {
+  idempotencyErrors,
+  OrderSummary,
+  PaymentStatus,
+  portoneErrors,
+  timestamp,
+  userAuthErrors,
+  wrapperErrors,
+} from "./common.ts";
 
 /** PortOne billing keys are opaque; this only refuses what cannot be one (and keeps paths/queries sane). */
 const billingKeySchema = z.string().regex(
@@ -15,25 +24,45 @@ export const RegisterBillingKeyRequest = z.strictObject({ billingKey: billingKey
 export type RegisterBillingKeyRequest = z.infer<typeof RegisterBillingKeyRequest>;
 
 /** What a client may know about a saved card. */
-export interface BillingKeyView {
-  readonly id: string;
-  readonly status: "ISSUED" | "DELETED";
-  readonly pgProvider: string | null;
-  readonly cardIssuer: string | null;
-  readonly cardBrand: string | null;
-  readonly cardType: string | null;
-  readonly cardNumberMasked: string | null;
-  readonly cardName: string | null;
-  readonly issuedAt: string | null;
-  readonly deletedAt: string | null;
-  readonly createdAt: string;
-}
+export const BillingKeyView = z.strictObject({
+  id: z.uuid(),
+  status: z.enum(["ISSUED", "DELETED"]),
+  pgProvider: z.string().nullable(),
+  cardIssuer: z.string().nullable(),
+  cardBrand: z.string().nullable(),
+  cardType: z.string().nullable(),
+  cardNumberMasked: z.string().nullable(),
+  cardName: z.string().nullable(),
+  issuedAt: timestamp.nullable(),
+  deletedAt: timestamp.nullable(),
+  createdAt: timestamp,
+});
+export type BillingKeyView = z.infer<typeof BillingKeyView>;
+
+export const BillingKeyList = z.strictObject({ billingKeys: z.array(BillingKeyView) });
+export type BillingKeyList = z.infer<typeof BillingKeyList>;
 
 export const PayWithBillingKeyRequest = z.strictObject({ orderId: z.uuid() });
 export type PayWithBillingKeyRequest = z.infer<typeof PayWithBillingKeyRequest>;
 
-export interface BillingPaymentResponse {
-  readonly paymentId: string;
-  readonly status: PaymentView["status"];
-  readonly order: PaymentView["order"];
-}
+export const BillingPaymentResponse = z.strictObject({
+  paymentId: z.string(),
+  status: PaymentStatus,
+  order: OrderSummary,
+});
+export type BillingPaymentResponse = z.infer<typeof BillingPaymentResponse>;
+
+/** Every route of the function shares one list (the function answers them through one handler). */
+export const billingKeyErrors = [
+  ...wrapperErrors,
+  ...userAuthErrors,
+  ...idempotencyErrors,
+  ...portoneErrors,
+  "forbidden",
+  "not_found",
+  "billing_key_not_active",
+  "order_not_payable",
+  "payment_in_progress",
+  "payment_mismatch",
+  "payment_declined",
+] as const satisfies readonly ErrorCode[];

@@ -1,7 +1,14 @@
 /** The `cancel` function's contract: POST { paymentId, amount?, taxFreeAmount?, reason, refundAccount? }. */
 import { z } from "../infra/deps-client.ts";
 import { bankCodes } from "../portone/banks.ts";
-import { paymentIdSchema } from "./common.ts";
+import type { ErrorCode } from "../infra/errors.ts";
+import {
+  idempotencyErrors,
+  paymentIdSchema,
+  portoneErrors,
+  userAuthErrors,
+  wrapperErrors,
+} from "./common.ts";
 
 const money = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 
@@ -22,10 +29,36 @@ export const CancelRequest = z.strictObject({
 });
 export type CancelRequest = z.infer<typeof CancelRequest>;
 
-export interface CancelResponse {
-  readonly paymentId: string;
-  readonly status: string;
-  readonly cancellation: { readonly id: string; readonly amount: number; readonly status: string };
-  readonly cancelledAmount: number;
-  readonly cancellableAmount: number;
-}
+/**
+ * The request as callers should write it. `cancel` parses `refundAccount` only once it knows the payment
+ * (so a card refund never fails on it, and a virtual account gets `refund_account_required` or
+ * `invalid_refund_account`); clients and the description see its full shape.
+ */
+export const CancelRequestWithRefundAccount = CancelRequest.extend({
+  refundAccount: RefundAccount.optional(),
+});
+
+export const CancelResponse = z.strictObject({
+  paymentId: z.string(),
+  /** The payment's status after the cancellation. */
+  status: z.string(),
+  cancellation: z.strictObject({ id: z.string(), amount: z.number().int(), status: z.string() }),
+  cancelledAmount: z.number().int(),
+  cancellableAmount: z.number().int(),
+});
+export type CancelResponse = z.infer<typeof CancelResponse>;
+
+export const cancelErrors = [
+  ...wrapperErrors,
+  ...userAuthErrors,
+  ...idempotencyErrors,
+  ...portoneErrors,
+  "forbidden",
+  "not_found",
+  "refund_account_required",
+  "invalid_refund_account",
+  "cancel_amount_exceeds_cancellable",
+  "payment_not_cancellable",
+  "cancel_in_progress",
+  "payment_out_of_sync",
+] as const satisfies readonly ErrorCode[];

@@ -1,5 +1,7 @@
 /** The `identity-verification` function's contract: POST { identityVerificationId } · GET. */
 import { z } from "../infra/deps-client.ts";
+import type { ErrorCode } from "../infra/errors.ts";
+import { portoneErrors, timestamp, userAuthErrors, wrapperErrors } from "./common.ts";
 
 /** Ids are chosen by our frontend; this refuses what cannot be one (and keeps the PortOne path sane). */
 export const VerifyIdentityRequest = z.strictObject({
@@ -7,12 +9,25 @@ export const VerifyIdentityRequest = z.strictObject({
 });
 export type VerifyIdentityRequest = z.infer<typeof VerifyIdentityRequest>;
 
-export type IdentityStatus =
-  | { readonly verified: false }
-  | {
-    readonly verified: true;
-    readonly nameMasked: string;
-    readonly operator: string | null;
-    readonly isForeigner: boolean | null;
-    readonly verifiedAt: string;
-  };
+export const IdentityStatus = z.discriminatedUnion("verified", [
+  z.strictObject({ verified: z.literal(false) }),
+  z.strictObject({
+    verified: z.literal(true),
+    nameMasked: z.string(),
+    operator: z.string().nullable(),
+    isForeigner: z.boolean().nullable(),
+    verifiedAt: timestamp,
+  }),
+]);
+export type IdentityStatus = z.infer<typeof IdentityStatus>;
+
+export const identityVerificationErrors = [
+  ...wrapperErrors,
+  ...userAuthErrors,
+  ...portoneErrors,
+  "forbidden",
+  "not_found",
+  "misconfigured",
+  "identity_not_verified",
+  "identity_already_linked",
+] as const satisfies readonly ErrorCode[];

@@ -1,5 +1,7 @@
 /** The `reconcile` function's contract: POST { lookbackMinutes?, maxPayments?, maxWaiting? }. */
 import { z } from "../infra/deps-client.ts";
+import type { ErrorCode } from "../infra/errors.ts";
+import { timestamp, wrapperErrors } from "./common.ts";
 
 export const ReconcileRequest = z.strictObject({
   /** How far back PortOne's payments are scanned (by creation time). */
@@ -11,12 +13,28 @@ export const ReconcileRequest = z.strictObject({
 });
 export type ReconcileRequest = z.infer<typeof ReconcileRequest>;
 
+const count = z.number().int().min(0);
+
 /** Counters filled in as a run goes. */
-export interface ReconcileReport {
-  window: { from: string; until: string };
-  portone: { scanned: number; applied: number; unchanged: number; notOurs: number; unrecognized: number };
-  waiting: { checked: number; applied: number; failed: number };
-  cancellations: { abandonedPayments: number; cleared: number };
+export const ReconcileReport = z.strictObject({
+  window: z.strictObject({ from: timestamp, until: timestamp }),
+  portone: z.strictObject({
+    scanned: count,
+    applied: count,
+    unchanged: count,
+    notOurs: count,
+    unrecognized: count,
+  }),
+  waiting: z.strictObject({ checked: count, applied: count, failed: count }),
+  cancellations: z.strictObject({ abandonedPayments: count, cleared: count }),
   /** Webhook deliveries that failed and were not retried to success (for alerting). */
-  failedWebhooks: number;
-}
+  failedWebhooks: count,
+});
+export type ReconcileReport = z.infer<typeof ReconcileReport>;
+
+/** `unauthorized` without the scheduler's secret; a PortOne outage stops the run. */
+export const reconcileErrors = [
+  ...wrapperErrors,
+  "unauthorized",
+  "portone_unavailable",
+] as const satisfies readonly ErrorCode[];

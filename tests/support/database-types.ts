@@ -94,6 +94,11 @@ export async function installPostgresMeta(): Promise<string> {
   return serverScript;
 }
 
+/** `deno fmt` with the repository's settings: a generated file passes `deno task check` as written. */
+export async function formatLikeRepository(text: string, ext: "ts" | "json"): Promise<string> {
+  return await run(Deno.execPath(), ["fmt", "--ext", ext, "-"], { stdin: text, cwd: repoRoot });
+}
+
 /** The `Database` type of the database at `url` (schema `public`), formatted as the repository formats code. */
 export async function generateDatabaseTypes(url: string): Promise<string> {
   const script = await installPostgresMeta();
@@ -107,11 +112,7 @@ export async function generateDatabaseTypes(url: string): Promise<string> {
   if (!/export type Database\b/.test(generated)) {
     throw new Error(`postgres-meta printed no Database type:\n${generated.slice(0, 2000)}`);
   }
-  // deno fmt with the repository's settings: the committed file passes `deno task check` as generated
-  return await run(Deno.execPath(), ["fmt", "--ext", "ts", "-"], {
-    stdin: header + generated,
-    cwd: repoRoot,
-  });
+  return await formatLikeRepository(header + generated, "ts");
 }
 
 /**
@@ -146,4 +147,12 @@ export async function withMigratedDatabase<T>(
     await drop().catch(() => {});
     await cluster?.stop();
   }
+}
+
+export const openApiFile = `${repoRoot}shared/contract/functions.openapi.json`;
+
+/** shared/contract/functions.openapi.json's text, from the operations table. */
+export async function generateOpenApiText(): Promise<string> {
+  const { buildOpenApi } = await import("../../shared/contract/openapi.ts");
+  return await formatLikeRepository(JSON.stringify(buildOpenApi(), null, 2) + "\n", "json");
 }

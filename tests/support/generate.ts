@@ -4,10 +4,17 @@
  *
  * - shared/infra/database.types.ts from supabase/migrations: a throwaway cluster (or a scratch database on
  *   DATABASE_URL's server), the platform bootstrap, `supabase db push`, then postgres-meta's generator.
+ * - shared/contract/functions.openapi.json from the operations table in shared/contract/.
  *
  * The tests regenerate each file and fail when the committed one differs.
  */
-import { databaseTypesFile, generateDatabaseTypes, withMigratedDatabase } from "./database-types.ts";
+import {
+  databaseTypesFile,
+  generateDatabaseTypes,
+  generateOpenApiText,
+  openApiFile,
+  withMigratedDatabase,
+} from "./database-types.ts";
 
 const encoder = new TextEncoder();
 const say = (line: string): void => void Deno.stdout.writeSync(encoder.encode(`${line}\n`));
@@ -21,6 +28,7 @@ async function writeIfChanged(file: string, text: string): Promise<void> {
 }
 
 const started = performance.now();
+await writeIfChanged(openApiFile, await generateOpenApiText());
 await withMigratedDatabase(Deno.env.get("DATABASE_URL"), async (url) => {
   await writeIfChanged(databaseTypesFile, await generateDatabaseTypes(url));
 });

@@ -30,6 +30,7 @@ say(
     state.database === "cluster" ? "throwaway cluster, removed on exit" : "DATABASE_URL"
   })`,
 );
+say(`PostgreSQL        ${state.postgres ? state.postgres.description : "the server at DATABASE_URL"}`);
 if (state.sandbox) {
   say(
     `PortOne sandbox   API ${state.sandbox.url}   control ${state.sandbox.controlUrl}   store ${state.sandbox.storeId}`,

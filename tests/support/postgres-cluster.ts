@@ -88,8 +88,9 @@ async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-export async function startCluster(options: { port?: number } = {}): Promise<Cluster> {
-  const binDir = await findServerBinDir();
+/** `binDir`: where initdb, pg_ctl and postgres are (default: the machine's own, findServerBinDir). */
+export async function startCluster(options: { port?: number; binDir?: string } = {}): Promise<Cluster> {
+  const binDir = options.binDir ?? await findServerBinDir();
   const dir = await Deno.makeTempDir({ prefix: "payments-pg-" });
   if (isRoot) {
     const { uid, gid } = await postgresUserIds();

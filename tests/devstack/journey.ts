@@ -313,6 +313,18 @@ export async function journey(t: Step, stack: RunningStack): Promise<void> {
       assert.equal(response.status, 200);
     });
 
+    await t.step("the stack serves the description and the typed client's browser bundle", async () => {
+      const served = await fetch(`${state.supabaseUrl}/devstack/v1/openapi.json`);
+      assert.equal(served.status, 200);
+      assert.equal(
+        await served.text(),
+        await Deno.readTextFile(new URL("../../shared/contract/functions.openapi.json", import.meta.url)),
+      );
+      const bundle = await fetch(`${state.supabaseUrl}/devstack/payments-client.js`);
+      assert.equal(bundle.status, 200);
+      assert.match(await bundle.text(), /createPaymentsClient/);
+    });
+
     await t.step("the description was checked against real answers of every app operation", () => {
       for (
         const operation of [

@@ -76,7 +76,7 @@ export function buildOpenApi(): JsonSchema {
     if (params.length > 0) item.parameters = params;
     if (op.request) {
       item.requestBody = {
-        required: true,
+        required: !op.optionalBody,
         content: { "application/json": { schema: jsonSchema(op.request, "input") } },
       };
     }

@@ -36,6 +36,8 @@ export interface Operation {
   readonly auth: "user" | "reconcile_secret" | "portone_signature";
   readonly idempotencyKey: "none" | "optional" | "required";
   readonly request: z.ZodType | null;
+  /** The body may be left out entirely (the request's defaults apply). */
+  readonly optionalBody?: boolean;
   readonly response: z.ZodType;
   readonly errors: readonly ErrorCode[];
 }
@@ -148,6 +150,7 @@ export const operations = {
     auth: "reconcile_secret",
     idempotencyKey: "none",
     request: ReconcileRequest,
+    optionalBody: true,
     response: ReconcileReport,
     errors: reconcileErrors,
   },

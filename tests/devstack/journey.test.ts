@@ -15,7 +15,10 @@ Deno.test("devstack: supabase-js journey on the stack's own database", async (t)
     // the tests keep the system's PostgreSQL (Debian's); the embedded one has its own test
     assert.equal(stack.state.postgres?.source, "system");
     assert.equal(stack.state.portone, "sandbox");
-    assert.ok(stack.state.readyMs < 15_000, `ready in ${stack.state.readyMs} ms`);
+    // Alone on this shared 2-core machine the stack is ready in ~15 s (the CLI's `db push` is most of it);
+    // in the full suite it starts next to other stacks and `db push`es (embedded PostgreSQL, README,
+    // database types): 27-31 s measured there. Below spawnStack's 45 s limit, with room for that.
+    assert.ok(stack.state.readyMs < 40_000, `ready in ${stack.state.readyMs} ms`);
     await journey(t, stack);
     await stopsCleanly(t, stack, Number(new URL(stack.state.databaseUrl).port));
   } finally {

@@ -15,6 +15,7 @@ import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
 import { PayWithBillingKeyRequest, RegisterBillingKeyRequest } from "../contract/billing-key.ts";
 import { deleteSavedBillingKey, listBillingKeys, registerBillingKey } from "./keys.ts";
 import { payWithSavedBillingKey } from "./charge.ts";
+import { requireOwnOrder } from "../payments/ownership.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // HTTP
@@ -86,8 +87,9 @@ export function billingKeyHandler(deps: AppDeps): EdgeFunction {
             });
           }
           const input = await readJson(request, PayWithBillingKeyRequest);
-          // an unknown key is refused before the Idempotency-Key is claimed, so a wrong id writes nothing
+          // an unknown key or order is refused before the Idempotency-Key is claimed, so it writes nothing
           await requireOwnKey(deps, caller, route.id);
+          await requireOwnOrder(deps.sql, caller, input.orderId);
           const scope = {
             userId: caller.userId,
             route: "billing-key-pay",

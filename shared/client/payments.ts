@@ -182,6 +182,8 @@ export function createPaymentsClient(supabase: FunctionsInvoker) {
       delete: (billingKeyId: string) => call(supabase, "deleteBillingKey", undefined, { billingKeyId }),
     },
     identity: {
+      /** An identityVerificationId for the browser SDK's `requestIdentityVerification`. */
+      prepare: () => call(supabase, "prepareIdentity", {}, {}),
       verify: (body: RequestOf<"verifyIdentity">) => call(supabase, "verifyIdentity", body, {}),
       status: () => call(supabase, "identityStatus", undefined, {}),
     },

@@ -14,11 +14,12 @@ import {
   wrapperErrors,
 } from "./common.ts";
 
-/** PortOne billing keys are opaque; this only refuses what cannot be one (and keeps paths/queries sane). */
-const billingKeySchema = z.string().regex(
-  /^[\x21-\x7e]{1,256}$/,
-  "must be a billing key from the browser SDK",
-);
+/**
+ * PortOne billing keys are opaque; the key becomes part of PortOne's URL path, so only characters that can
+ * never change a path (no `/`, `.`, `%`, `?`, `#`) are accepted.
+ */
+export const billingKeyPattern = /^[A-Za-z0-9_-]{1,256}$/;
+const billingKeySchema = z.string().regex(billingKeyPattern, "must be a billing key from the browser SDK");
 
 export const RegisterBillingKeyRequest = z.strictObject({ billingKey: billingKeySchema });
 export type RegisterBillingKeyRequest = z.infer<typeof RegisterBillingKeyRequest>;
@@ -65,4 +66,5 @@ export const billingKeyErrors = [
   "payment_in_progress",
   "payment_mismatch",
   "payment_declined",
+  "misconfigured",
 ] as const satisfies readonly ErrorCode[];

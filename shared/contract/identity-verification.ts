@@ -1,13 +1,26 @@
-/** The `identity-verification` function's contract: POST { identityVerificationId } · GET. */
+/** The `identity-verification` function's contract: POST /prepare {} · POST { identityVerificationId } · GET. */
 import { z } from "../infra/deps-client.ts";
 import type { ErrorCode } from "../infra/errors.ts";
 import { portoneErrors, timestamp, userAuthErrors, wrapperErrors } from "./common.ts";
 
-/** Ids are chosen by our frontend; this refuses what cannot be one (and keeps the PortOne path sane). */
+/** Ids are issued by `POST /identity-verification/prepare`; anything else cannot be one of ours. */
 export const VerifyIdentityRequest = z.strictObject({
-  identityVerificationId: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, "must be an identityVerificationId"),
+  identityVerificationId: z.string().regex(
+    /^idv_[0-9a-f]{32}$/,
+    "must be an identityVerificationId we issued",
+  ),
 });
 export type VerifyIdentityRequest = z.infer<typeof VerifyIdentityRequest>;
+
+export const PrepareIdentityRequest = z.strictObject({});
+
+/** What the browser SDK's `requestIdentityVerification` needs besides its channel key. */
+export const PrepareIdentityResponse = z.strictObject({
+  identityVerificationId: z.string(),
+  storeId: z.string(),
+  customer: z.strictObject({ customerId: z.string() }),
+});
+export type PrepareIdentityResponse = z.infer<typeof PrepareIdentityResponse>;
 
 export const IdentityStatus = z.discriminatedUnion("verified", [
   z.strictObject({ verified: z.literal(false) }),

@@ -20,6 +20,8 @@ import {
 import {
   IdentityStatus,
   identityVerificationErrors,
+  PrepareIdentityRequest,
+  PrepareIdentityResponse,
   VerifyIdentityRequest,
 } from "./identity-verification.ts";
 import { reconcileErrors, ReconcileReport, ReconcileRequest } from "./reconcile.ts";
@@ -119,6 +121,17 @@ export const operations = {
     request: null,
     response: BillingKeyView,
     errors: billingKeyErrors,
+  },
+  prepareIdentity: {
+    fn: "identity-verification",
+    method: "POST",
+    subPath: "/prepare",
+    summary: "Issue an identityVerificationId for the browser SDK's requestIdentityVerification",
+    auth: "user",
+    idempotencyKey: "none",
+    request: PrepareIdentityRequest,
+    response: PrepareIdentityResponse,
+    errors: identityVerificationErrors,
   },
   verifyIdentity: {
     fn: "identity-verification",

@@ -15,11 +15,13 @@ export type Database = {
       billing_keys: {
         Row: {
           billing_key: string;
+          billing_key_sha256: string;
           card_brand: string | null;
           card_issuer: string | null;
           card_name: string | null;
           card_number_masked: string | null;
           card_type: string | null;
+          channel_key: string | null;
           created_at: string;
           deleted_at: string | null;
           id: string;
@@ -33,11 +35,13 @@ export type Database = {
         };
         Insert: {
           billing_key: string;
+          billing_key_sha256: string;
           card_brand?: string | null;
           card_issuer?: string | null;
           card_name?: string | null;
           card_number_masked?: string | null;
           card_type?: string | null;
+          channel_key?: string | null;
           created_at?: string;
           deleted_at?: string | null;
           id?: string;
@@ -51,11 +55,13 @@ export type Database = {
         };
         Update: {
           billing_key?: string;
+          billing_key_sha256?: string;
           card_brand?: string | null;
           card_issuer?: string | null;
           card_name?: string | null;
           card_number_masked?: string | null;
           card_type?: string | null;
+          channel_key?: string | null;
           created_at?: string;
           deleted_at?: string | null;
           id?: string;
@@ -114,6 +120,27 @@ export type Database = {
         };
         Relationships: [];
       };
+      identity_verification_requests: {
+        Row: {
+          created_at: string;
+          id: string;
+          store_id: string;
+          user_id: string;
+        };
+        Insert: {
+          created_at?: string;
+          id: string;
+          store_id: string;
+          user_id: string;
+        };
+        Update: {
+          created_at?: string;
+          id?: string;
+          store_id?: string;
+          user_id?: string;
+        };
+        Relationships: [];
+      };
       identity_verifications: {
         Row: {
           birth_date: string | null;
@@ -123,9 +150,10 @@ export type Database = {
           gender: string | null;
           id: string;
           is_foreigner: boolean | null;
-          name: string;
+          name: string | null;
           name_masked: string;
           operator: string | null;
+          personal_data: string | null;
           phone_number: string | null;
           portone_identity_verification_id: string;
           store_id: string;
@@ -141,9 +169,10 @@ export type Database = {
           gender?: string | null;
           id?: string;
           is_foreigner?: boolean | null;
-          name: string;
+          name?: string | null;
           name_masked: string;
           operator?: string | null;
+          personal_data?: string | null;
           phone_number?: string | null;
           portone_identity_verification_id: string;
           store_id: string;
@@ -159,9 +188,10 @@ export type Database = {
           gender?: string | null;
           id?: string;
           is_foreigner?: boolean | null;
-          name?: string;
+          name?: string | null;
           name_masked?: string;
           operator?: string | null;
+          personal_data?: string | null;
           phone_number?: string | null;
           portone_identity_verification_id?: string;
           store_id?: string;
@@ -375,6 +405,7 @@ export type Database = {
       };
       payments: {
         Row: {
+          billing_channel_key: string | null;
           billing_key_id: string | null;
           cancel_reserved_amount: number;
           cancellable_amount: number | null;
@@ -413,6 +444,7 @@ export type Database = {
           virtual_account_number: string | null;
         };
         Insert: {
+          billing_channel_key?: string | null;
           billing_key_id?: string | null;
           cancel_reserved_amount?: number;
           cancellable_amount?: never;
@@ -451,6 +483,7 @@ export type Database = {
           virtual_account_number?: string | null;
         };
         Update: {
+          billing_channel_key?: string | null;
           billing_key_id?: string | null;
           cancel_reserved_amount?: number;
           cancellable_amount?: never;

@@ -277,8 +277,11 @@ export async function journey(t: Step, stack: RunningStack): Promise<void> {
       assert.ok(probe.ok, JSON.stringify(probe));
       assert.deepEqual(probe.data, { verified: false });
 
-      // the browser SDK's Danal window, simulated by the sandbox
+      // the server issues the id; the browser SDK's Danal window (simulated by the sandbox) completes it
+      const issued = described("prepareIdentity", await payments.identity.prepare());
+      assert.ok(issued.ok, JSON.stringify(issued));
       const completed = await control<Json>(state, "/customer/identity-verifications", {
+        identityVerificationId: issued.data.identityVerificationId,
         customer: {
           id: userId,
           name: "홍길동",
@@ -335,6 +338,7 @@ export async function journey(t: Step, stack: RunningStack): Promise<void> {
           "listBillingKeys",
           "payWithBillingKey",
           "deleteBillingKey",
+          "prepareIdentity",
           "verifyIdentity",
           "identityStatus",
         ]

@@ -11,6 +11,7 @@ const repoRoot = new URL("../", import.meta.url);
 const functionsDir = new URL("supabase/functions/", repoRoot);
 const depsModule = new URL("shared/infra/deps.ts", repoRoot).href;
 const expectedFunctions = [
+  "admin",
   "billing-key",
   "cancel",
   "confirm",

@@ -121,7 +121,7 @@ async function main(): Promise<number> {
       appUrl = app.toString();
       say(`database: throwaway cluster on 127.0.0.1:${cluster.port}`);
     }
-    await requireExtensions(adminUrl, { pgtap: "pgTAP", plpgsql_check: "plpgsql_check" });
+    await requireExtensions(adminUrl, { pgtap: "pgTAP", plpgsql_check: "plpgsql_check", pg_cron: "pg_cron" });
 
     await applyBootstrap(adminUrl);
     say(await pushMigrations(appUrl));

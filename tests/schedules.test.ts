@@ -1,0 +1,85 @@
+/**
+ * Schedules as code: after `supabase db push` (done by the suite runner on a cluster that preloads pg_cron)
+ * the retention jobs exist in cron.job, and running their commands removes exactly the expired rows. The
+ * reconcile job needs pg_net and Vault, which Debian does not package: its absence is the documented no-op.
+ */
+import assert from "node:assert/strict";
+import { adminSql } from "./support/test-database.ts";
+import { postgres } from "../shared/infra/deps.ts";
+import { appDatabaseUrl } from "./support/test-database.ts";
+
+Deno.test("schedules: pg_cron jobs after db push; the prune jobs remove expired rows only", async (t) => {
+  const admin = adminSql();
+  // the jobs run as their owner, the migration role: run their commands as that role too
+  const app = postgres(appDatabaseUrl(), { max: 1, onnotice: () => {} });
+  try {
+    const jobs = await admin<{ jobname: string; schedule: string; command: string; username: string }[]>`
+      select jobname, schedule, command, username from cron.job where jobname like 'payments-%' order by jobname`;
+
+    await t.step("the retention jobs are scheduled; reconcile is skipped without pg_net", async () => {
+      assert.deepEqual(jobs.map((j) => [j.jobname, j.schedule, j.command.trim()]), [
+        ["payments-prune-idempotency-keys", "41 * * * *", "select private.prune_idempotency_keys()"],
+        ["payments-prune-webhook-logs", "17 3 * * *", "select private.prune_webhook_logs()"],
+      ]);
+      const [owners] = await admin<{ roles: string[] }[]>`
+        select array_agg(distinct username order by username) as roles from cron.job where jobname like 'payments-%'`;
+      assert.deepEqual(owners?.roles, ["postgres"]);
+      const pgNet = await admin`select 1 from pg_extension where extname = 'pg_net'`;
+      assert.equal(pgNet.length, 0, "this test proves the no-op branch: pg_net must be absent here");
+    });
+
+    await t.step("scheduling again is idempotent", async () => {
+      const [scheduled] = await app<{ done: string[] }[]>`select private.schedule_operations() as done`;
+      assert.deepEqual(scheduled?.done, ["payments-prune-webhook-logs", "payments-prune-idempotency-keys"]);
+      const [count] = await admin<{ n: number }[]>`
+        select count(*)::int as n from cron.job where jobname like 'payments-%'`;
+      assert.equal(count?.n, 2);
+    });
+
+    await t.step("running the idempotency job removes expired replies, keeps live ones", async () => {
+      const userId = crypto.randomUUID();
+      await admin`
+        insert into auth.users (id, aud, role, email, created_at, updated_at)
+        values (${userId}, 'authenticated', 'authenticated', ${`${userId}@test.local`}, now(), now())`;
+      const hash = "0".repeat(64);
+      const rows = await admin<{ key: string }[]>`
+        insert into public.idempotency_keys
+          (user_id, route, key, request_hash, status, locked_until, response_status, response_body, created_at,
+           completed_at, expires_at)
+        values
+          (${userId}, 'cancel', 'expired-completed', ${hash}, 'completed', null, 200, '{}', now() - interval '2 days',
+           now() - interval '2 days', now() - interval '1 day'),
+          (${userId}, 'cancel', 'expired-dead-claim', ${hash}, 'in_progress', now() - interval '1 day', null, null,
+           now() - interval '2 days', null, now() - interval '1 day'),
+          (${userId}, 'cancel', 'expired-live-claim', ${hash}, 'in_progress', now() + interval '1 minute', null, null,
+           now() - interval '2 days', null, now() - interval '1 second'),
+          (${userId}, 'cancel', 'fresh', ${hash}, 'completed', null, 200, '{}', now(), now(), now() + interval '1 day')
+        returning key`;
+      assert.equal(rows.length, 4);
+      const job = jobs.find((j) => j.jobname === "payments-prune-idempotency-keys")!;
+      await app.unsafe(job.command);
+      const left = await admin<{ key: string }[]>`
+        select key from public.idempotency_keys where user_id = ${userId} order by key`;
+      assert.deepEqual(left.map((r) => r.key), ["expired-live-claim", "fresh"]);
+    });
+
+    await t.step("running the webhook-log job removes old finished deliveries only", async () => {
+      const prefix = `msg_prune_${crypto.randomUUID()}`;
+      const hash = "0".repeat(64);
+      await admin`
+        insert into public.webhook_logs (webhook_id, payload, payload_sha256, status, received_at)
+        values (${`${prefix}-old-processed`}, '{}', ${hash}, 'processed', now() - interval '40 days'),
+               (${`${prefix}-old-ignored`}, '{}', ${hash}, 'ignored', now() - interval '40 days'),
+               (${`${prefix}-old-failed`}, '{}', ${hash}, 'failed', now() - interval '40 days'),
+               (${`${prefix}-recent`}, '{}', ${hash}, 'processed', now() - interval '1 day')`;
+      const job = jobs.find((j) => j.jobname === "payments-prune-webhook-logs")!;
+      await app.unsafe(job.command);
+      const left = await admin<{ webhook_id: string }[]>`
+        select webhook_id from public.webhook_logs where webhook_id like ${`${prefix}%`} order by webhook_id`;
+      assert.deepEqual(left.map((r) => r.webhook_id), [`${prefix}-old-failed`, `${prefix}-recent`]);
+    });
+  } finally {
+    await app.end();
+    await admin.end();
+  }
+});

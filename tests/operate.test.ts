@@ -102,7 +102,7 @@ Deno.test("operate: a payment's timeline, pay → duplicate webhooks → refunds
       assert.equal(body.portone.state.cancelledAmount, 15000);
       const fields = body.differences.map((d: { field: string }) => d.field);
       assert.ok(fields.includes("cancelledAmount"), JSON.stringify(body.differences));
-        const missing = body.differences.filter((d: { field: string; ours: unknown }) =>
+      const missing = body.differences.filter((d: { field: string; ours: unknown }) =>
         d.field.startsWith("cancellations.") && d.ours === null
       );
       assert.equal(missing.length, 1, JSON.stringify(body.differences));

@@ -209,6 +209,9 @@ Deno.test("operate: a payment's timeline, pay → duplicate webhooks → refunds
     assert.ok(inbox.body.webhooks.some((w: { webhookId: string }) => w.webhookId === paidWebhookId));
     const bad = await adminGet(app, admin, "/payments?limit=0");
     assert.equal(bad.status, 400);
+    for (const path of ["/payments/%E0%A4%A/timeline", "/payments/x/timeline", "/nothing", ""]) {
+      assert.equal((await adminGet(app, admin, path)).status, 404, path);
+    }
   });
 });
 

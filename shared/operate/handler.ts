@@ -31,7 +31,12 @@ type Route =
 /** The sub-path after `/admin` (the platform passes `/admin/...` or `/functions/v1/admin/...`). */
 export function routeOf(pathname: string): Route {
   const rest = /(?:^|\/)admin(\/.*)?$/.exec(pathname)?.[1] ?? "";
-  const parts = rest.split("/").filter(Boolean).map(decodeURIComponent);
+  let parts: string[];
+  try {
+    parts = rest.split("/").filter(Boolean).map(decodeURIComponent);
+  } catch {
+    throw new AppError("not_found", "No such route"); // malformed percent-encoding
+  }
   if (parts.length === 1 && parts[0] === "health") return { kind: "health" };
   if (parts.length === 1 && parts[0] === "payments") return { kind: "payments" };
   if (parts.length === 1 && parts[0] === "webhooks") return { kind: "webhooks" };

@@ -78,6 +78,41 @@ Deno.test("schedules: pg_cron jobs after db push; the prune jobs remove expired 
         select webhook_id from public.webhook_logs where webhook_id like ${`${prefix}%`} order by webhook_id`;
       assert.deepEqual(left.map((r) => r.webhook_id), [`${prefix}-old-failed`, `${prefix}-recent`]);
     });
+
+    await t.step(
+      "pg_cron itself runs the scheduled prune job (moved to every minute for the test)",
+      async () => {
+        const job = jobs.find((j) => j.jobname === "payments-prune-webhook-logs")!;
+        const [row] = await admin<
+          { jobid: number }[]
+        >`select jobid from cron.job where jobname = ${job.jobname}`;
+        assert.ok(row);
+        const jobid = row.jobid;
+        const webhookId = `msg_cron_${crypto.randomUUID()}`;
+        await admin`
+        insert into public.webhook_logs (webhook_id, payload, payload_sha256, status, received_at)
+        values (${webhookId}, '{}', ${"0".repeat(64)}, 'processed', now() - interval '40 days')`;
+        const since = new Date();
+        await admin`select cron.alter_job(${jobid}, schedule => '* * * * *')`;
+        try {
+          // pg_cron 1.4 schedules by the minute: the run starts within 60 s
+          const deadline = Date.now() + 90_000;
+          let runs: { status: string; return_message: string }[] = [];
+          while (Date.now() < deadline) {
+            runs = await admin<{ status: string; return_message: string }[]>`
+            select status, return_message from cron.job_run_details
+            where jobid = ${jobid} and start_time >= ${since} and status in ('succeeded', 'failed')`;
+            if (runs.length > 0) break;
+            await new Promise((resolve) => setTimeout(resolve, 1_000));
+          }
+          assert.deepEqual(runs.map((r) => r.status), ["succeeded"], JSON.stringify(runs));
+          const left = await admin`select 1 from public.webhook_logs where webhook_id = ${webhookId}`;
+          assert.equal(left.length, 0);
+        } finally {
+          await admin`select cron.alter_job(${jobid}, schedule => ${job.schedule})`;
+        }
+      },
+    );
   } finally {
     await app.end();
     await admin.end();

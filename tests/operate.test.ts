@@ -312,6 +312,21 @@ Deno.test("operate: each new problem alerts exactly once; the next reconcile rep
       where payment_id = ${stuck.paymentId}`;
   });
 
+  // 4. A payment waiting on PortOne past its window, and a delivery whose processing lease ran out.
+  const waiting = await prepared(app, customer, 15000);
+  await t.step("a payment pending for two hours and a stuck delivery", async () => {
+    app.sandbox.setPayPending({ ...waiting, channel: "TEST", method: "CARD", customerId: customer.id });
+    const confirmed = await app.call("confirm", { user: customer, body: { paymentId: waiting.paymentId } });
+    assert.equal(confirmed.body.status, "PAY_PENDING", JSON.stringify(confirmed.body));
+    await app.deps.sql`
+      update public.payments set requested_at = now() - interval '2 hours' where id = ${waiting.paymentId}`;
+    await app.deps.sql`
+      insert into public.webhook_logs
+        (webhook_id, event_type, payment_id, store_id, payload, payload_sha256, status, lease_token, lease_expires_at)
+      values (${`msg_${crypto.randomUUID()}`}, 'Transaction.PayPending', ${waiting.paymentId}, ${app.sandbox.storeId},
+              '{}', ${"0".repeat(64)}, 'processing', gen_random_uuid(), now() - interval '1 minute')`;
+  });
+
   await t.step("reconcile alerts each problem once", async () => {
     assert.equal(receiver.messages.length, 0);
     const run = await reconcile(app);
@@ -319,6 +334,10 @@ Deno.test("operate: each new problem alerts exactly once; the next reconcile rep
     assert.equal(about("webhook_failed", failing.paymentId).length, 1, JSON.stringify(receiver.messages));
     assert.equal(about("payment_mismatch", mismatched.paymentId).length, 1);
     assert.equal(about("cancellation_stuck", stuck.paymentId).length, 1);
+    assert.equal(about("payment_waiting", waiting.paymentId).length, 1);
+    assert.equal(about("webhook_stuck", waiting.paymentId).length, 1);
+    // the failed webhook's payment was healed by this run: that drift is reported too
+    assert.equal(about("drift_fixed", failing.paymentId).length, 1);
     const [failed] = about("webhook_failed", failing.paymentId);
     assert.match(failed!.text, /failed 3 time/);
     // Slack reads `text`, Discord `content`
@@ -344,6 +363,20 @@ Deno.test("operate: each new problem alerts exactly once; the next reconcile rep
     assert.equal(about("webhook_failed", failing.paymentId).length, 1);
     assert.equal(about("payment_mismatch", mismatched.paymentId).length, 1);
     assert.equal(about("cancellation_stuck", stuck.paymentId).length, 1);
+    assert.equal(about("drift_fixed", failing.paymentId).length, 1);
+  });
+
+  await t.step("the mismatched payment's timeline marks what differs and shows the mismatch", async () => {
+    const { status, body } = await adminGet(app, admin, `/payments/${mismatched.paymentId}/timeline`);
+    assert.equal(status, 200);
+    assert.deepEqual(body.differences, [{
+      field: "orderName",
+      ours: mismatched.orderName,
+      portone: "다른 상품",
+    }]);
+    const mismatch = body.entries.find((e: Entry) => e.type === "mismatch");
+    assert.deepEqual(mismatch?.detail.mismatch, ["order_name_mismatch"]);
+    assert.equal(body.payment.mismatchReason, "order_name_mismatch");
   });
 
   await t.step("the receiver's URL never reaches a log line, even when it is down", async () => {

@@ -104,11 +104,15 @@ async function release(sql: Sql, keys: readonly string[]): Promise<void> {
 }
 
 /** Records a finished reconcile run (started at `startedAt`) with its report. */
-export async function recordReconcileRun(sql: Sql, startedAt: string, report: unknown): Promise<void> {
+export async function recordReconcileRun(
+  sql: Sql,
+  storeId: string,
+  startedAt: string,
+  report: unknown,
+): Promise<void> {
+  const json = sql.json(report as never);
   await sql`
-    insert into public.reconcile_runs (started_at, report) values (${startedAt}, ${
-    sql.json(report as never)
-  })`;
+    insert into public.reconcile_runs (store_id, started_at, report) values (${storeId}, ${startedAt}, ${json})`;
   await sql`
     delete from public.reconcile_runs where started_at < now() - make_interval(days => ${keepRunsDays})`;
 }
@@ -153,7 +157,7 @@ export async function afterReconcile(
   report: { readonly window: { readonly until: string } },
 ): Promise<void> {
   try {
-    await recordReconcileRun(deps.sql, report.window.until, report);
+    await recordReconcileRun(deps.sql, deps.config.portone.storeId, report.window.until, report);
     await alertNewProblems(deps, {
       storeId: deps.config.portone.storeId,
       abandonedBefore: abandonedCancellationCutoff(deps),

@@ -114,7 +114,7 @@ export async function needsAttention(
                    case when e.kind = 'mismatch' then ' (mismatch)' else '' end, ' that no webhook brought')
        from public.payment_events e
        join public.payments p on p.id = e.payment_id and p.store_id = ${store}
-       join lateral (select r.started_at, r.finished_at from public.reconcile_runs r
+       join lateral (select r.started_at, r.finished_at from public.reconcile_runs r where r.store_id = ${store}
                      order by r.started_at desc limit 1) last_run on true
       where e.source = 'reconcile' and e.created_at between last_run.started_at and last_run.finished_at
       order by e.id limit ${limit})`;

@@ -64,7 +64,8 @@ async function health(deps: AppDeps) {
     abandonedBefore: abandonedCancellationCutoff(deps),
   });
   const [lastRun] = await deps.sql<{ started_at: Date; finished_at: Date; report: unknown }[]>`
-    select started_at, finished_at, report from public.reconcile_runs order by started_at desc limit 1`;
+    select started_at, finished_at, report from public.reconcile_runs
+    where store_id = ${deps.config.portone.storeId} order by started_at desc limit 1`;
   return {
     checkedAt: new Date().toISOString(),
     healthy: items.length === 0,

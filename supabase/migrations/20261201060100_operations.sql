@@ -9,6 +9,8 @@
 -- reconcile_runs -------------------------------------------------------------------------------------
 create table public.reconcile_runs (
   id bigint generated always as identity primary key,
+  -- the PortOne store the run reconciled (PORTONE_STORE_ID of the deployment that ran it)
+  store_id text not null check (char_length(store_id) between 1 and 100),
   started_at timestamptz not null,
   finished_at timestamptz not null default now(),
   -- the run's report as reconcile answered it (counters only: no payment data)
@@ -17,7 +19,7 @@ create table public.reconcile_runs (
 );
 comment on table public.reconcile_runs is
   'One row per finished reconcile run, for the operations view (last run, drift it fixed). Service-only.';
-create index reconcile_runs_started_at_idx on public.reconcile_runs (started_at desc);
+create index reconcile_runs_store_started_idx on public.reconcile_runs (store_id, started_at desc);
 
 alter table public.reconcile_runs enable row level security;
 revoke all on table public.reconcile_runs from anon, authenticated, service_role;

@@ -11,7 +11,8 @@ do $$
 begin
   perform tests.create_supabase_user('ops-user');
   perform tests.create_supabase_user('ops-admin', null, '{"payments_admin": true}');
-  insert into public.reconcile_runs (started_at, report) values (now() - interval '1 minute', '{"window": {}}');
+  insert into public.reconcile_runs (store_id, started_at, report)
+  values ('store-ops', now() - interval '1 minute', '{"window": {}}');
   insert into public.operation_alerts (problem_key, kind, summary) values ('webhook_failed:ops-1', 'webhook_failed', 'x');
 end
 $$;
@@ -40,7 +41,7 @@ select throws_ok($$ update public.operation_alerts set alerted_at = now() $$, '4
   'admin: operation_alerts update is refused');
 
 select tests.authenticate_as_service_role();
-select lives_ok($$ insert into public.reconcile_runs (started_at, report) values (now(), '{}') $$,
+select lives_ok($$ insert into public.reconcile_runs (store_id, started_at, report) values ('store-ops', now(), '{}') $$,
   'service_role: reconcile_runs insert is allowed');
 select lives_ok($$ update public.operation_alerts set alerted_at = now() where problem_key = 'webhook_failed:ops-1' $$,
   'service_role: operation_alerts update is allowed');

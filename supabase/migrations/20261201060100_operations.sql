@@ -2,7 +2,8 @@
 -- the last run" has a definition), the alerts already sent (so each problem alerts once, not once per
 -- run), the retention of expired Idempotency-Key replies, and the schedules of reconcile and both
 -- retention jobs as code (pg_cron; pg_net + Vault for the HTTP call), a documented no-op where absent.
--- Touches: tables reconcile_runs, operation_alerts; index idempotency_keys_payment_id_idx; functions private.prune_idempotency_keys,
+-- Touches: tables reconcile_runs, operation_alerts; indexes on idempotency_keys, payments,
+-- payment_cancellations, payment_events; functions private.prune_idempotency_keys,
 -- private.schedule_operations; pg_cron jobs payments-prune-webhook-logs, payments-prune-idempotency-keys,
 -- payments-reconcile.
 
@@ -52,6 +53,13 @@ grant select, insert, update, delete on table public.operation_alerts to service
 
 -- The timeline finds a payment's idempotent requests by the payment their answer names.
 create index idempotency_keys_payment_id_idx on public.idempotency_keys ((response_body ->> 'paymentId'));
+
+-- "Needs attention" (shared/operate/attention.ts) runs after every reconcile: these keep it proportional to
+-- the problems, not to the history.
+create index payments_mismatch_idx on public.payments (store_id) where mismatch_reason is not null;
+create index payment_cancellations_requested_idx on public.payment_cancellations (requested_at)
+  where status = 'REQUESTED';
+create index payment_events_reconcile_idx on public.payment_events (created_at) where source = 'reconcile';
 
 -- Retention of Idempotency-Key replies ---------------------------------------------------------------
 -- A reply is replayed for 24 hours (expires_at); after that its key may be claimed afresh anyway

@@ -195,6 +195,32 @@ Deno.test("operate: a payment's timeline, pay → duplicate webhooks → refunds
     assert.equal(anonymous.status, 401);
   });
 
+  await t.step("a virtual-account refund shows its refund account masked, never in full", async () => {
+    const va = await prepared(app, customer, 21000);
+    app.sandbox.pay({ ...va, channel: "TEST", method: "VIRTUAL_ACCOUNT", customerId: customer.id });
+    app.sandbox.depositVirtualAccount(va.paymentId);
+    assert.equal(
+      (await app.call("confirm", { user: customer, body: { paymentId: va.paymentId } })).body.status,
+      "PAID",
+    );
+    const account = { bank: "KOOKMIN", number: "110987654321", holderName: "홍길동" };
+    const refunded = await app.call("cancel", {
+      user: admin,
+      body: { paymentId: va.paymentId, reason: "가상계좌 환불", refundAccount: account },
+      headers: { "idempotency-key": `cancel-${crypto.randomUUID()}` },
+    });
+    assert.equal(refunded.status, 200, JSON.stringify(refunded.body));
+    const { body } = await adminGet(app, admin, `/payments/${va.paymentId}/timeline`);
+    const requested = body.entries.find((e: Entry) => e.type === "cancellation_requested");
+    assert.deepEqual(requested.refundAccount, {
+      bank: "KOOKMIN",
+      numberMasked: "****4321",
+      holderName: "홍**",
+    });
+    assert.ok(!JSON.stringify(body).includes(account.number));
+    assert.ok(!JSON.stringify(body).includes(account.holderName));
+  });
+
   await t.step("admins: unknown payment 404; recent payments and the inbox list it", async () => {
     const unknown = await adminGet(app, admin, `/payments/pay_${"0".repeat(32)}/timeline`);
     assert.equal(unknown.status, 404);

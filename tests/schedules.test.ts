@@ -28,6 +28,13 @@ Deno.test("schedules: pg_cron jobs after db push; the prune jobs remove expired 
       assert.equal(pgNet.length, 0, "this test proves the no-op branch: pg_net must be absent here");
     });
 
+    await t.step("the reconcile call reads Vault and fails loudly when it cannot", async () => {
+      await assert.rejects(
+        app`select private.vault_secret('payments_reconcile_url')`,
+        /Vault is not enabled here \(needed for secret payments_reconcile_url\)/,
+      );
+    });
+
     await t.step("scheduling again is idempotent", async () => {
       const [scheduled] = await app<{ done: string[] }[]>`select private.schedule_operations() as done`;
       assert.deepEqual(scheduled?.done, ["payments-prune-webhook-logs", "payments-prune-idempotency-keys"]);

@@ -3,7 +3,7 @@
 -- run), the retention of expired Idempotency-Key replies, and the schedules of reconcile and both
 -- retention jobs as code (pg_cron; pg_net + Vault for the HTTP call), a documented no-op where absent.
 -- Touches: tables reconcile_runs, operation_alerts; indexes on idempotency_keys, payments,
--- payment_cancellations, payment_events; functions private.prune_idempotency_keys,
+-- payment_cancellations, payment_events; functions private.prune_idempotency_keys, private.vault_secret,
 -- private.schedule_operations; pg_cron jobs payments-prune-webhook-logs, payments-prune-idempotency-keys,
 -- payments-reconcile.
 
@@ -95,6 +95,34 @@ comment on function private.prune_idempotency_keys(integer) is
   'Deletes expired idempotency_keys rows (past expires_at and not held by a live request).';
 
 -- Schedules ------------------------------------------------------------------------------------------
+-- A Vault secret by name, or a clear error naming it: a scheduled call without its URL or secret must fail
+-- loudly in cron.job_run_details, not post nowhere. Dynamic SQL, so this compiles (and `db lint` passes)
+-- where Vault is absent.
+create or replace function private.vault_secret(secret_name text)
+returns text
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  secret text;
+begin
+  if to_regclass('vault.decrypted_secrets') is null then
+    raise exception 'Vault is not enabled here (needed for secret %)', secret_name using errcode = 'P0001';
+  end if;
+  -- built with format(): plpgsql_check would otherwise resolve the relation at lint time, where Vault is absent
+  execute format('select decrypted_secret from %I.decrypted_secrets where name = $1', 'vault')
+    into secret using secret_name;
+  if secret is null then
+    raise exception 'Vault secret % is missing: create it with vault.create_secret (see README, Operations)',
+      secret_name using errcode = 'P0001';
+  end if;
+  return secret;
+end;
+$$;
+comment on function private.vault_secret(text) is 'The decrypted Vault secret of that name, or an error naming it.';
+revoke all on function private.vault_secret(text) from public;
+
 -- Idempotent: run it again after enabling pg_cron / pg_net later (`select private.schedule_operations()`).
 -- Every cron call goes through dynamic SQL so this compiles (and `db lint` passes) without pg_cron.
 -- The reconcile job reads the function's URL and bearer secret from Vault each time it runs, so neither
@@ -110,11 +138,10 @@ declare
   done text[] := '{}'::text[];
   reconcile_call constant text := $job$
     select net.http_post(
-      url := (select decrypted_secret from vault.decrypted_secrets where name = 'payments_reconcile_url'),
+      url := private.vault_secret('payments_reconcile_url'),
       headers := jsonb_build_object(
         'Content-Type', 'application/json',
-        'Authorization', 'Bearer ' || (
-          select decrypted_secret from vault.decrypted_secrets where name = 'payments_reconcile_secret')),
+        'Authorization', 'Bearer ' || private.vault_secret('payments_reconcile_secret')),
       body := '{}'::jsonb,
       timeout_milliseconds := 120000)
   $job$;

@@ -5,7 +5,7 @@
 begin;
 set local search_path = public, extensions, tests;
 
-select plan(16);
+select plan(17);
 
 do $$
 begin
@@ -32,6 +32,8 @@ select throws_ok($$ select private.prune_idempotency_keys() $$, '42501', null,
   'user: private.prune_idempotency_keys cannot be called');
 select throws_ok($$ select private.schedule_operations() $$, '42501', null,
   'user: private.schedule_operations cannot be called');
+select throws_ok($$ select private.vault_secret('payments_reconcile_secret') $$, '42501', null,
+  'user: private.vault_secret cannot be called');
 
 select tests.authenticate_as('ops-admin');
 select throws_ok($$ select id from public.reconcile_runs $$, '42501', null, 'admin: reconcile_runs select is refused');

@@ -124,7 +124,7 @@ comment on function private.vault_secret(text) is 'The decrypted Vault secret of
 revoke all on function private.vault_secret(text) from public;
 
 -- Idempotent: run it again after enabling pg_cron / pg_net later (`select private.schedule_operations()`).
--- Every cron call goes through dynamic SQL so this compiles (and `db lint` passes) without pg_cron.
+-- Every cron call is dynamic SQL so this compiles (and `db lint` passes) without pg_cron.
 -- The reconcile job reads the function's URL and bearer secret from Vault each time it runs, so neither
 -- is ever written into cron.job; create them with
 --   select vault.create_secret('https://<ref>.supabase.co/functions/v1/reconcile', 'payments_reconcile_url');
@@ -150,11 +150,12 @@ begin
     raise notice 'pg_cron is not enabled here: nothing scheduled (see README, Operations)';
     return done;
   end if;
-  execute $sql$select cron.schedule('payments-prune-webhook-logs', '17 3 * * *',
-    'select private.prune_webhook_logs()')$sql$;
+  -- the schema goes through format(): plpgsql_check (db lint) resolves constant EXECUTE strings
+  execute format('select %I.schedule(%L, %L, %L)', 'cron', 'payments-prune-webhook-logs', '17 3 * * *',
+    'select private.prune_webhook_logs()');
   done := done || 'payments-prune-webhook-logs'::text;
-  execute $sql$select cron.schedule('payments-prune-idempotency-keys', '41 * * * *',
-    'select private.prune_idempotency_keys()')$sql$;
+  execute format('select %I.schedule(%L, %L, %L)', 'cron', 'payments-prune-idempotency-keys', '41 * * * *',
+    'select private.prune_idempotency_keys()');
   done := done || 'payments-prune-idempotency-keys'::text;
 
   if not exists (select from pg_extension where extname = 'pg_net')
@@ -163,7 +164,7 @@ begin
     raise notice 'pg_net or Vault is not enabled here: reconcile is not scheduled (see README, Operations)';
     return done;
   end if;
-  execute format('select cron.schedule(%L, %L, %L)', 'payments-reconcile', '*/10 * * * *', reconcile_call);
+  execute format('select %I.schedule(%L, %L, %L)', 'cron', 'payments-reconcile', '*/10 * * * *', reconcile_call);
   done := done || 'payments-reconcile'::text;
   return done;
 end;

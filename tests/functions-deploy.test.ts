@@ -14,6 +14,7 @@ const depsModules = new Set(
   ["shared/infra/deps.ts", "shared/infra/deps-client.ts"].map((path) => new URL(path, repoRoot).href),
 );
 const expectedFunctions = [
+  "admin",
   "billing-key",
   "cancel",
   "confirm",

@@ -91,6 +91,7 @@ const envSchema = z.object({
   IDENTITY_CI_PEPPER: z.string().min(32, "must be at least 32 characters").optional(),
   CUSTOMER_CANCEL_POLICY: z.enum(["deny", "allow"]).default("deny"),
   RECONCILE_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  ALERT_WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
 });
 
 export interface Config {
@@ -124,6 +125,8 @@ export interface Config {
   readonly customerCancelPolicy: "deny" | "allow";
   /** The bearer secret the scheduler presents to `reconcile`. */
   readonly reconcileSecret: string | undefined;
+  /** Slack/Discord incoming-webhook URL reconcile alerts to; a secret (never logged). */
+  readonly alertWebhookUrl: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -210,6 +213,7 @@ export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config 
     dataEncryptionKeys: values.DATA_ENCRYPTION_KEYS,
     customerCancelPolicy: values.CUSTOMER_CANCEL_POLICY,
     reconcileSecret: values.RECONCILE_SECRET,
+    alertWebhookUrl: values.ALERT_WEBHOOK_URL,
   };
 }
 

@@ -201,6 +201,36 @@ export type Database = {
         };
         Relationships: [];
       };
+      operation_alerts: {
+        Row: {
+          alerted_at: string | null;
+          claimed_until: string | null;
+          first_seen_at: string;
+          kind: string;
+          payment_id: string | null;
+          problem_key: string;
+          summary: string;
+        };
+        Insert: {
+          alerted_at?: string | null;
+          claimed_until?: string | null;
+          first_seen_at?: string;
+          kind: string;
+          payment_id?: string | null;
+          problem_key: string;
+          summary: string;
+        };
+        Update: {
+          alerted_at?: string | null;
+          claimed_until?: string | null;
+          first_seen_at?: string;
+          kind?: string;
+          payment_id?: string | null;
+          problem_key?: string;
+          summary?: string;
+        };
+        Relationships: [];
+      };
       order_items: {
         Row: {
           line_no: number;
@@ -563,6 +593,30 @@ export type Database = {
           name?: string;
           tax_free_price?: number;
           unit_price?: number;
+        };
+        Relationships: [];
+      };
+      reconcile_runs: {
+        Row: {
+          finished_at: string;
+          id: number;
+          report: NonNullable<Json>;
+          started_at: string;
+          store_id: string;
+        };
+        Insert: {
+          finished_at?: string;
+          id?: never;
+          report: NonNullable<Json>;
+          started_at: string;
+          store_id: string;
+        };
+        Update: {
+          finished_at?: string;
+          id?: never;
+          report?: NonNullable<Json>;
+          started_at?: string;
+          store_id?: string;
         };
         Relationships: [];
       };

@@ -22,6 +22,7 @@ import { log } from "../infra/log.ts";
 import { parsePayment } from "../portone/snapshot.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { applySnapshot, syncPayment } from "./sync.ts";
+import { afterReconcile } from "../operate/alerts.ts";
 
 const pageSize = 100;
 
@@ -122,6 +123,7 @@ export async function reconcile(deps: AppDeps, input: ReconcileRequest): Promise
     select count(*)::int as n from public.webhook_logs
     where status = 'failed' or (status = 'processing' and lease_expires_at < now())`;
   report.failedWebhooks = failed?.n ?? 0;
+  await afterReconcile(deps, report);
   log("info", "reconcile_finished", { ...report });
   return report;
 }

@@ -69,6 +69,8 @@ const demoFiles: Record<string, { file: string; type: string }> = {
   "/": { file: "index.html", type: "text/html; charset=utf-8" },
   "/demo/": { file: "index.html", type: "text/html; charset=utf-8" },
   "/demo/checkout.js": { file: "checkout.js", type: "text/javascript; charset=utf-8" },
+  "/demo/operations": { file: "operations.html", type: "text/html; charset=utf-8" },
+  "/demo/operations.js": { file: "operations.js", type: "text/javascript; charset=utf-8" },
 };
 
 function withCors(response: Response): Response {

@@ -26,6 +26,9 @@ say(`anon key          ${state.anonKey}`);
 say(`JWKS              ${state.supabaseUrl}/auth/v1/.well-known/jwks.json`);
 say(`demo checkout     ${state.supabaseUrl}/`);
 say(
+  `operations page   ${state.supabaseUrl}/demo/operations   (health, payments, timelines, webhooks, refunds)`,
+);
+say(
   `database          ${state.databaseUrl}   (${
     state.database === "cluster" ? "throwaway cluster, removed on exit" : "DATABASE_URL"
   })`,

@@ -64,6 +64,10 @@ export function freePort(): number {
 
 const isRoot = Deno.uid() === 0;
 
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
 /** Runs a server binary, as the postgres system user when we are root. */
 async function runServerCommand(binDir: string, cmd: string, args: string[]): Promise<void> {
   const program = isRoot ? "runuser" : `${binDir}/${cmd}`;
@@ -127,6 +131,14 @@ export async function startCluster(options: { port?: number; binDir?: string } =
       "-c synchronous_commit=off",
       "-c full_page_writes=off",
       "-c max_connections=200",
+      // pg_cron when installed (postgresql-15-cron): jobs run in background workers, in this database
+      ...(await exists(`${binDir}/../lib/pg_cron.so`)
+        ? [
+          "-c shared_preload_libraries=pg_cron",
+          "-c cron.database_name=postgres",
+          "-c cron.use_background_workers=on",
+        ]
+        : []),
     ].join(" ");
     await runServerCommand(binDir, "pg_ctl", [
       "-D",

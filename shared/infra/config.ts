@@ -4,12 +4,12 @@
  * fails loudly instead of charging or refunding wrongly.
  */
 import { z } from "./deps.ts";
+import { type PayMethod, payMethods } from "../contract/common.ts";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Payment methods a channel can be chosen for (the browser SDK's `payMethod` values). */
-export const payMethods = ["CARD", "EASY_PAY", "VIRTUAL_ACCOUNT", "TRANSFER", "MOBILE"] as const;
-export type PayMethod = (typeof payMethods)[number];
+export { type PayMethod, payMethods } from "../contract/common.ts";
 
 const nonEmpty = z.string().trim().min(1, "must not be empty");
 const webhookSecret = z.string().regex(/^whsec_[A-Za-z0-9+/=]{16,}$/, "must look like whsec_<base64>");
@@ -92,6 +92,7 @@ const envSchema = z.object({
   IDENTITY_CI_PEPPER: z.string().min(32, "must be at least 32 characters").optional(),
   CUSTOMER_CANCEL_POLICY: z.enum(["deny", "allow"]).default("deny"),
   RECONCILE_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  ALERT_WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
 });
 
 export interface Config {
@@ -130,6 +131,8 @@ export interface Config {
   readonly customerCancelPolicy: "deny" | "allow";
   /** The bearer secret the scheduler presents to `reconcile`. */
   readonly reconcileSecret: string | undefined;
+  /** Slack/Discord incoming-webhook URL reconcile alerts to; a secret (never logged). */
+  readonly alertWebhookUrl: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -235,6 +238,7 @@ export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config 
     dataEncryptionKeys: values.DATA_ENCRYPTION_KEYS,
     customerCancelPolicy: values.CUSTOMER_CANCEL_POLICY,
     reconcileSecret: values.RECONCILE_SECRET,
+    alertWebhookUrl: values.ALERT_WEBHOOK_URL,
   };
 }
 

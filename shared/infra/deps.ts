@@ -3,7 +3,7 @@
 // unreachable from our build environment.
 export { default as postgres } from "npm:postgres@3.4.9";
 export type { Sql, TransactionSql } from "npm:postgres@3.4.9";
-export { z } from "npm:zod@4.6.7";
+export { z } from "./deps-client.ts";
 export { createClient } from "npm:@supabase/supabase-js@2.119.1";
 export type { SupabaseClient } from "npm:@supabase/supabase-js@2.119.1";
 // The PortOne SDK by subpath: its root module loads every API group (platform, B2B, …), 90–180 ms at each

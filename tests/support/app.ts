@@ -12,6 +12,7 @@ import { reconcileHandler } from "../../shared/payments/reconcile.ts";
 import { billingKeyHandler } from "../../shared/billing/handler.ts";
 import { identityVerificationHandler } from "../../shared/identity/identity-verification.ts";
 import { webhookHandler } from "../../shared/webhook/webhook.ts";
+import { adminHandler } from "../../shared/operate/handler.ts";
 import type { EdgeFunction } from "../../shared/infra/http.ts";
 import { type Sandbox, startSandbox } from "../sandbox/sandbox.ts";
 import type { SandboxOptions } from "../sandbox/sandbox.ts";
@@ -127,6 +128,7 @@ function bindFunctions(deps: AppDeps) {
     "identity-verification": identityVerificationHandler(deps),
     webhook: webhookHandler(deps),
     reconcile: reconcileHandler(deps),
+    admin: adminHandler(deps),
   } satisfies Record<string, EdgeFunction>;
 }
 

@@ -12,13 +12,10 @@ import type { Caller } from "../infra/auth.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { defineFunction, type EdgeFunction, json, readJson, replyJson } from "../infra/http.ts";
 import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
-import {
-  deleteSavedBillingKey,
-  listBillingKeys,
-  registerBillingKey,
-  RegisterBillingKeyRequest,
-} from "./keys.ts";
-import { PayWithBillingKeyRequest, payWithSavedBillingKey } from "./charge.ts";
+import { PayWithBillingKeyRequest, RegisterBillingKeyRequest } from "../contract/billing-key.ts";
+import { deleteSavedBillingKey, listBillingKeys, registerBillingKey } from "./keys.ts";
+import { payWithSavedBillingKey } from "./charge.ts";
+import { requireOwnOrder } from "../payments/ownership.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // HTTP
@@ -90,8 +87,9 @@ export function billingKeyHandler(deps: AppDeps): EdgeFunction {
             });
           }
           const input = await readJson(request, PayWithBillingKeyRequest);
-          // an unknown key is refused before the Idempotency-Key is claimed, so a wrong id writes nothing
+          // an unknown key or order is refused before the Idempotency-Key is claimed, so it writes nothing
           await requireOwnKey(deps, caller, route.id);
+          await requireOwnOrder(deps.sql, caller, input.orderId);
           const scope = {
             userId: caller.userId,
             route: "billing-key-pay",

@@ -6,38 +6,9 @@ import { isTransientDatabaseError } from "../infra/db.ts";
 import { AppError } from "../infra/errors.ts";
 import { log } from "../infra/log.ts";
 import { PortOneRefusal } from "../portone/gateway.ts";
+import type { ReconcileError, ReconcileReport, ReconcileStage, StoppedShort } from "../contract/reconcile.ts";
 
-export type ReconcileStage = "cancellations" | "events" | "scan" | "waiting";
-
-/** Where a reader stopped before the end of its work, and where the next run resumes. */
-export interface StoppedShort {
-  readonly reason: "limit" | "portone_unavailable" | "cursor_refused";
-  /** PortOne's cursor of the last item handled (null: from the start of the window). */
-  readonly resumeCursor: string | null;
-  readonly window?: { readonly from: string; readonly until: string | null };
-}
-
-export interface ReconcileError {
-  readonly paymentId: string | null;
-  readonly stage: ReconcileStage;
-  readonly code: string;
-  readonly message: string;
-}
-
-export interface ReconcileReport {
-  /** The look-back window scanned (a resumed scan keeps the window it started with). */
-  window: { from: string; until: string };
-  events: { read: number; applied: number; unchanged: number; notOurs: number };
-  portone: { scanned: number; applied: number; unchanged: number; notOurs: number; unrecognized: number };
-  waiting: { checked: number; applied: number; failed: number; skippedExpired: number };
-  cancellations: { abandonedPayments: number; cleared: number };
-  /** Every payment (or page) that failed in this run; the run went on without it. */
-  errors: ReconcileError[];
-  /** Set per reader that stopped before the end; the next run resumes there. Null when nothing was cut short. */
-  stoppedShort: { events?: StoppedShort; scan?: StoppedShort; waiting?: { reason: "limit" } } | null;
-  /** Webhook deliveries that failed and were not retried to success (for alerting). */
-  failedWebhooks: number;
-}
+export type { ReconcileError, ReconcileReport, ReconcileStage, StoppedShort };
 
 export function newReport(window: { from: string; until: string }): ReconcileReport {
   return {

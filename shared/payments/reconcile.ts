@@ -18,30 +18,15 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { abandonedCancellationCutoff, recoverAbandonedCancellations } from "./cancel.ts";
-import { z } from "../infra/deps.ts";
+import { type ReconcileReport, ReconcileRequest } from "../contract/reconcile.ts";
 import { AppError } from "../infra/errors.ts";
 import { defineFunction, type EdgeFunction, json, readBodyText, validate } from "../infra/http.ts";
 import { log } from "../infra/log.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { followPaymentEvents, scanPortOne } from "./reconcile-portone.ts";
-import { newReport, type ReconcileReport, recordError } from "./reconcile-report.ts";
+import { newReport, recordError } from "./reconcile-report.ts";
 import { syncPayment } from "./sync.ts";
-
-export type { ReconcileReport } from "./reconcile-report.ts";
-
-export const ReconcileRequest = z.strictObject({
-  /** How far back PortOne's payments are scanned (by creation time); also where the event log starts. */
-  lookbackMinutes: z.number().int().min(1).max(90 * 24 * 60).default(3 * 24 * 60),
-  /** An upper bound on the PortOne payments one run scans; the rest of the window waits for the next run. */
-  maxPayments: z.number().int().min(1).max(10_000).default(2_000),
-  /** An upper bound on the PortOne payment events one run reads (0: do not follow the event log). */
-  maxEvents: z.number().int().min(0).max(10_000).default(2_000),
-  /** An upper bound on our own waiting payments one run re-fetches. */
-  maxWaiting: z.number().int().min(0).max(1_000).default(200),
-  /** How long after its deadline an unpaid virtual account is still re-checked (the event log covers later). */
-  expiredAccountGraceMinutes: z.number().int().min(0).max(90 * 24 * 60).default(24 * 60),
-});
-export type ReconcileRequest = z.infer<typeof ReconcileRequest>;
+import { afterReconcile } from "../operate/alerts.ts";
 
 /** Constant-time check of the scheduler's secret. */
 export function checkReconcileSecret(request: Request, secret: string | undefined): void {
@@ -133,6 +118,7 @@ export async function reconcile(deps: AppDeps, input: ReconcileRequest): Promise
     select count(*)::int as n from public.webhook_logs
     where status = 'failed' or (status = 'processing' and lease_expires_at < now())`;
   report.failedWebhooks = failed?.n ?? 0;
+  await afterReconcile(deps, report);
   log(report.errors.length > 0 ? "warn" : "info", "reconcile_finished", { ...report });
   const stopped = report.stoppedShort;
   if (stopped?.events?.reason === "portone_unavailable" || stopped?.scan?.reason === "portone_unavailable") {

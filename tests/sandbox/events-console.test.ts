@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PortOne } from "../../shared/infra/deps.ts";
+import { PortOne } from "../support/deps.ts";
 import { startSandbox } from "./sandbox.ts";
 import { rejectsWith } from "./test-support.ts";
 
@@ -51,10 +51,13 @@ Deno.test("getAllPaymentEventsByCursor lists PAID, PARTIAL_CANCELLED and CANCELL
   ]);
   // the window is on the event's creation time, not the payment's
   const late = await sdk.getAllPaymentEventsByCursor({ from: "2026-11-01T00:00:30Z" });
-  assert.deepEqual(late.items.map((i) => (i.paymentEvent as { type: string }).type), [
-    "PARTIAL_CANCELLED",
-    "CANCELLED",
-  ]);
+  assert.deepEqual(
+    late.items.map((i: { paymentEvent: unknown }) => (i.paymentEvent as { type: string }).type),
+    [
+      "PARTIAL_CANCELLED",
+      "CANCELLED",
+    ],
+  );
   await rejectsWith(sdk.getAllPaymentEventsByCursor({ size: 1001 }), Error as never, "INVALID_REQUEST");
   await rejectsWith(
     sdk.getAllPaymentEventsByCursor({ cursor: "bm9wZQ==" }),

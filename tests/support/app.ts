@@ -12,6 +12,7 @@ import { reconcileHandler } from "../../shared/payments/reconcile.ts";
 import { billingKeyHandler } from "../../shared/billing/handler.ts";
 import { identityVerificationHandler } from "../../shared/identity/identity-verification.ts";
 import { webhookHandler } from "../../shared/webhook/webhook.ts";
+import { adminHandler } from "../../shared/operate/handler.ts";
 import type { EdgeFunction } from "../../shared/infra/http.ts";
 import { type Sandbox, startSandbox } from "../sandbox/sandbox.ts";
 import type { SandboxOptions } from "../sandbox/sandbox.ts";
@@ -30,7 +31,8 @@ setLogSink((line) => {
 
 export interface TestAppOptions {
   readonly sandbox?: SandboxOptions;
-  readonly env?: Record<string, string>;
+  /** Overrides of the test environment; `undefined` removes a variable (to test production defaults). */
+  readonly env?: Record<string, string | undefined>;
 }
 
 export interface TestUser {
@@ -84,7 +86,13 @@ export interface CallInit {
 
 export const testReconcileSecret = "test-reconcile-secret-0123456789abcdef";
 
-export function testEnv(sandbox: Sandbox, extra: Record<string, string> = {}): Record<string, string> {
+/** Two data-encryption keys, the current one first: values sealed under either open. */
+export const testDataEncryptionKeys = `test-2:${btoa("t".repeat(32))},test-1:${btoa("o".repeat(32))}`;
+
+export function testEnv(
+  sandbox: Sandbox,
+  extra: Record<string, string | undefined> = {},
+): Record<string, string | undefined> {
   return {
     PORTONE_API_SECRET: sandbox.apiSecret,
     PORTONE_STORE_ID: sandbox.storeId,
@@ -93,12 +101,17 @@ export function testEnv(sandbox: Sandbox, extra: Record<string, string> = {}): R
     PORTONE_WEBHOOK_SECRET: sandbox.webhookSecret,
     PORTONE_API_BASE: sandbox.url,
     PORTONE_TIMEOUT_MS: "2000",
+    // the sandbox's default channel is a TEST channel; production leaves this unset (live)
+    PORTONE_STORE_MODE: "test",
+    DATA_ENCRYPTION_KEYS: testDataEncryptionKeys,
     SUPABASE_URL: "http://127.0.0.1:9",
     SUPABASE_ANON_KEY: "anon-key-for-tests",
     SUPABASE_JWKS: testJwks,
     DATABASE_URL: appDatabaseUrl(),
     // production's one connection per isolate: a query that waited on its own open transaction would hang
     DB_POOL_MAX: "1",
+    // production's default on the platform's direct connection (DATABASE_URL alone would turn it off)
+    DB_PREPARE: "true",
     IDENTITY_CI_PEPPER: "test-pepper-0123456789abcdef0123456789",
     RECONCILE_SECRET: testReconcileSecret,
     ...extra,
@@ -115,6 +128,7 @@ function bindFunctions(deps: AppDeps) {
     "identity-verification": identityVerificationHandler(deps),
     webhook: webhookHandler(deps),
     reconcile: reconcileHandler(deps),
+    admin: adminHandler(deps),
   } satisfies Record<string, EdgeFunction>;
 }
 

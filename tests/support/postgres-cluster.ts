@@ -36,7 +36,15 @@ export interface ClusterOptions {
    * for any test that claims a write survived one.
    */
   readonly durable?: boolean;
+  /** The same as `durable` (the bench's name for it). */
+  readonly productionDurability?: boolean;
   readonly maxConnections?: number;
+  /** Where initdb, pg_ctl and postgres are (default: the machine's own, findServerBinDir). */
+  readonly binDir?: string;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
 }
 
 async function output(cmd: string, args: string[]): Promise<string | null> {
@@ -113,7 +121,7 @@ async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
 }
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
-  const binDir = await findServerBinDir();
+  const binDir = options.binDir ?? await findServerBinDir();
   const dir = await Deno.makeTempDir({ prefix: "payments-pg-" });
   if (isRoot) {
     const { uid, gid } = await postgresUserIds();
@@ -122,7 +130,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const dataDir = `${dir}/data`;
   const port = options.port ?? freePort();
   const logFile = `${dir}/server.log`;
-  const durability = options.durable ? "on" : "off";
+  const durability = options.durable || options.productionDurability ? "on" : "off";
+  const cron = await exists(`${binDir}/../lib/pg_cron.so`);
   const serverOptions = [
     `-p ${port}`,
     "-c listen_addresses=127.0.0.1",
@@ -131,6 +140,14 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     `-c synchronous_commit=${durability}`,
     `-c full_page_writes=${durability}`,
     `-c max_connections=${options.maxConnections ?? 200}`,
+    // pg_cron when installed (postgresql-15-cron): jobs run in background workers, in this database
+    ...(cron
+      ? [
+        "-c shared_preload_libraries=pg_cron",
+        "-c cron.database_name=postgres",
+        "-c cron.use_background_workers=on",
+      ]
+      : []),
   ].join(" ");
   let started = false;
   const start = async () => {
@@ -172,7 +189,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       "--auth=trust",
       "--encoding=UTF8",
       "--locale=C.UTF-8",
-      ...(options.durable ? [] : ["--no-sync"]),
+      ...(options.durable || options.productionDurability ? [] : ["--no-sync"]),
     ]);
     await start();
   } catch (error) {

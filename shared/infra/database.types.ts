@@ -444,6 +444,7 @@ export type Database = {
           cancelled_tax_free_amount: number;
           channel_key: string | null;
           channel_type: string | null;
+          checked_at: string | null;
           created_at: string;
           currency: string;
           failed_at: string | null;
@@ -483,6 +484,7 @@ export type Database = {
           cancelled_tax_free_amount?: number;
           channel_key?: string | null;
           channel_type?: string | null;
+          checked_at?: string | null;
           created_at?: string;
           currency: string;
           failed_at?: string | null;
@@ -522,6 +524,7 @@ export type Database = {
           cancelled_tax_free_amount?: number;
           channel_key?: string | null;
           channel_type?: string | null;
+          checked_at?: string | null;
           created_at?: string;
           currency?: string;
           failed_at?: string | null;
@@ -593,6 +596,33 @@ export type Database = {
           name?: string;
           tax_free_price?: number;
           unit_price?: number;
+        };
+        Relationships: [];
+      };
+      reconcile_progress: {
+        Row: {
+          cursor: string | null;
+          reader: string;
+          store_id: string;
+          updated_at: string;
+          window_from: string;
+          window_until: string | null;
+        };
+        Insert: {
+          cursor?: string | null;
+          reader: string;
+          store_id: string;
+          updated_at?: string;
+          window_from: string;
+          window_until?: string | null;
+        };
+        Update: {
+          cursor?: string | null;
+          reader?: string;
+          store_id?: string;
+          updated_at?: string;
+          window_from?: string;
+          window_until?: string | null;
         };
         Relationships: [];
       };

@@ -10,7 +10,7 @@ comment on column public.payments.checked_at is
 -- the re-check of waiting payments reads them least-recently-checked first
 create index payments_waiting_checked_idx on public.payments (coalesce(checked_at, created_at), id)
   where status in ('PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED');
-create index payment_cancellations_requested_idx on public.payment_cancellations (payment_id)
+create index payment_cancellations_requested_payment_idx on public.payment_cancellations (payment_id)
   where status = 'REQUESTED';
 
 create table public.reconcile_progress (

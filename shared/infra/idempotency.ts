@@ -9,6 +9,7 @@
 import type { Sql } from "./db.ts";
 import { sha256Hex } from "./crypto.ts";
 import { AppError, type ErrorCode } from "./errors.ts";
+import { maxJsonDepth } from "./input-text.ts";
 
 export interface StoredReply {
   readonly status: number;
@@ -48,13 +49,22 @@ export function idempotencyKeyFrom(request: Request): string | null {
   return key;
 }
 
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+/**
+ * JSON with sorted keys, so equal requests hash equally. Recursive, hence bounded: requests reach it only
+ * after `validate` (at most `maxJsonDepth` deep), and anything deeper is refused rather than overflow.
+ */
+export function canonicalJson(value: unknown, depth = 0): string {
+  if (depth > maxJsonDepth) {
+    throw new AppError("invalid_request", `Request nested deeper than ${maxJsonDepth} levels`);
+  }
+  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item, depth + 1)).join(",")}]`;
   if (value !== null && typeof value === "object") {
     const entries = Object.entries(value as Record<string, unknown>)
       .filter(([, inner]) => inner !== undefined)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, inner]) => `${JSON.stringify(k)}:${canonicalJson(inner)}`).join(",")}}`;
+    return `{${
+      entries.map(([k, inner]) => `${JSON.stringify(k)}:${canonicalJson(inner, depth + 1)}`).join(",")
+    }}`;
   }
   return JSON.stringify(value);
 }

@@ -43,7 +43,19 @@ export const CancelRequest = z.strictObject({
   amount: money.optional(),
   taxFreeAmount: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
   reason: z.string().trim().min(1).max(200),
-  refundAccount: z.unknown().optional(),
+  refundAccount: z.unknown().transform((raw, ctx) => {
+    // checked while parsing (before hashing or storing), yet refused with its own documented code
+    const parsed = RefundAccount.safeParse(raw);
+    if (parsed.success) return parsed.data;
+    const issue = parsed.error.issues[0];
+    ctx.addIssue({
+      code: "custom",
+      message: issue?.message ?? "invalid",
+      path: issue?.path ?? [],
+      params: { errorCode: "invalid_refund_account" },
+    });
+    return z.NEVER;
+  }).optional(),
 });
 export type CancelRequest = z.infer<typeof CancelRequest>;
 

@@ -4,8 +4,14 @@
 export { default as postgres } from "npm:postgres@3.4.9";
 export type { Sql, TransactionSql } from "npm:postgres@3.4.9";
 export { z } from "npm:zod@4.6.7";
-export { createClient } from "npm:@supabase/supabase-js@2.119.1";
-export type { SupabaseClient } from "npm:@supabase/supabase-js@2.119.1";
+export {
+  createLocalJWKSet,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  type JWSHeaderParameters,
+  type JWTPayload,
+  jwtVerify,
+} from "npm:jose@6.2.18";
 export * as PortOne from "npm:@portone/server-sdk@0.19.0";
 export type * as PortOnePayment from "npm:@portone/server-sdk@0.19.0/payment";
 export type * as PortOneBillingKey from "npm:@portone/server-sdk@0.19.0/payment/billingKey";

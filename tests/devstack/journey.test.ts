@@ -4,8 +4,8 @@
  * with the stack's own throwaway cluster (the default), and with DATABASE_URL pointing at a server.
  */
 import assert from "node:assert/strict";
-import { createClient, postgres, type SupabaseClient } from "../../shared/infra/deps.ts";
-import { jose } from "../support/deps.ts";
+import { postgres } from "../../shared/infra/deps.ts";
+import { createClient, jose, type SupabaseClient } from "../support/deps.ts";
 import { startCluster } from "../support/postgres-cluster.ts";
 import { createScratchDatabase } from "../support/database.ts";
 import { control, listening, type RunningStack, spawnStack } from "./test-support.ts";

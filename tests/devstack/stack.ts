@@ -84,7 +84,7 @@ async function verifyJwtSettings(): Promise<Record<string, boolean>> {
 
 /** supabase-js's self-contained browser build, served to the demo page from Deno's npm cache. */
 async function supabaseJsBrowserBuild(): Promise<string> {
-  const deps = await Deno.readTextFile(`${repoRoot}shared/infra/deps.ts`);
+  const deps = await Deno.readTextFile(`${repoRoot}tests/support/deps.ts`);
   const version = /npm:@supabase\/supabase-js@([0-9][^"']*)/.exec(deps)?.[1];
   const info = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json"],

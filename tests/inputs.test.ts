@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { capturedLogLines, startTestApp, type TestApp, type TestUser } from "./support/app.ts";
-import { signAccessToken, testJwks } from "./support/auth.ts";
+import { testJwks } from "./support/auth.ts";
 import { jose } from "./support/deps.ts";
 import { signWebhook } from "./sandbox/webhooks.ts";
 
@@ -31,15 +31,15 @@ async function paidPayment(app: TestApp): Promise<Paid> {
   return { user, paymentId: checkout.paymentId };
 }
 
-/** Row counts of the tables a request could write to. */
-async function footprint(app: TestApp) {
+/** Rows a request by these users, or about this payment, could have written (other test files run in parallel). */
+async function footprint(app: TestApp, userIds: string[], paymentId = "") {
   const [row] = await app.deps.sql`
     select
-      (select count(*)::int from public.payments) as payments,
-      (select count(*)::int from public.payment_cancellations) as cancellations,
-      (select count(*)::int from public.payment_events) as events,
-      (select count(*)::int from public.idempotency_keys) as keys,
-      (select count(*)::int from public.orders where status <> 'pending') as settled_orders`;
+      (select count(*)::int from public.payments where user_id = any(${userIds}::uuid[])) as payments,
+      (select count(*)::int from public.payment_cancellations
+        where payment_id = ${paymentId} or requested_by = any(${userIds}::uuid[])) as cancellations,
+      (select count(*)::int from public.payment_events where payment_id = ${paymentId}) as events,
+      (select count(*)::int from public.idempotency_keys where user_id = any(${userIds}::uuid[])) as keys`;
   return { ...row };
 }
 
@@ -102,7 +102,7 @@ Deno.test("issue 13: inputs that used to end in a 5xx", async (t) => {
     await t.step("1: a valid token of a deleted user → 401 unauthorized, nothing written", async () => {
       const user = await app.createUser();
       await app.deps.sql`delete from auth.users where id = ${user.id}`;
-      const before = await footprint(app);
+      const before = await footprint(app, [user.id]);
       const prepare = await app.call("prepare", {
         user,
         body: { orderId: crypto.randomUUID() },
@@ -117,13 +117,13 @@ Deno.test("issue 13: inputs that used to end in a 5xx", async (t) => {
       });
       assert.equal(cancel.status, 401, JSON.stringify(cancel.body));
       assert.equal(cancel.body.error.code, "unauthorized");
-      assert.deepEqual(await footprint(app), before);
+      assert.deepEqual(await footprint(app, [user.id]), before);
     });
 
     await t.step("2: deep nesting in cancel's refundAccount → 400 invalid_request", async () => {
-      const { paymentId } = await paidPayment(app);
+      const { user, paymentId } = await paidPayment(app);
       const admin = await app.createUser({ admin: true });
-      const before = await footprint(app);
+      const before = await footprint(app, [user.id, admin.id], paymentId);
       for (const depth of [100, 6_000, 30_000]) {
         const rawBody = `{"paymentId":"${paymentId}","reason":"깊이","refundAccount":${"[".repeat(depth)}${
           "]".repeat(depth)
@@ -136,13 +136,13 @@ Deno.test("issue 13: inputs that used to end in a 5xx", async (t) => {
         assert.equal(result.status, 400, `depth ${depth}: ${JSON.stringify(result.body)}`);
         assert.equal(result.body.error.code, "invalid_request");
       }
-      assert.deepEqual(await footprint(app), before);
+      assert.deepEqual(await footprint(app, [user.id, admin.id], paymentId), before);
     });
 
     await t.step("3: U+0000 and lone surrogates in any string → 400 invalid_request", async () => {
-      const { paymentId } = await paidPayment(app);
+      const { user, paymentId } = await paidPayment(app);
       const admin = await app.createUser({ admin: true });
-      const before = await footprint(app);
+      const before = await footprint(app, [user.id, admin.id], paymentId);
       const reasons = ["환불\\u0000", "\\ud800", "a\\udc00b", "\\udbff", "end\\ud83d"];
       for (const reason of reasons) {
         const result = await app.call("cancel", {
@@ -163,8 +163,10 @@ Deno.test("issue 13: inputs that used to end in a 5xx", async (t) => {
       const [row] = await app.deps.sql`
         select reason from public.payment_cancellations where payment_id = ${paymentId}`;
       assert.equal(row?.reason, "💳 환불");
-      assert.equal((await footprint(app)).cancellations, before.cancellations + 1);
-      const user = await app.createUser();
+      assert.equal(
+        (await footprint(app, [user.id, admin.id], paymentId)).cancellations,
+        before.cancellations + 1,
+      );
       const billing = await app.call("billing-key", { user, rawBody: `{"billingKey":"bk\\u0000"}` });
       assert.equal(billing.status, 400);
       assert.equal(billing.body.error.code, "invalid_request");

@@ -14,6 +14,7 @@
 import { type Cluster, startCluster } from "./postgres-cluster.ts";
 import {
   applyBootstrap,
+  copyDatabase,
   createScratchDatabase,
   lintDatabase,
   pushMigrations,
@@ -152,11 +153,16 @@ async function main(): Promise<number> {
     const pgtap = pgProveCounts(pgProve.text, pgProve.code);
     say(`pgTAP: ${pgtap.passed} passed, ${pgtap.failed} failed`);
 
+    // tests/fuzz.test.ts compares every table before and after: it gets its own copy of the database
+    const fuzzCopy = await copyDatabase(adminUrl, new URL(appUrl).pathname.slice(1));
+    cleanups.push(fuzzCopy.drop);
+
     // `deno task test tests/a.test.ts …` runs only those Deno test files (the database steps run as always)
     const denoTest = await runTee(Deno.execPath(), ["test", "--allow-all", "--parallel", ...Deno.args], {
       NO_COLOR: "1",
       DATABASE_URL: appUrl,
       TEST_ADMIN_DATABASE_URL: adminUrl,
+      FUZZ_DATABASE_URL: withDatabase(appUrl, fuzzCopy.name),
     });
     const deno = denoTestCounts(denoTest.text, denoTest.code);
     totals.passed = pgtap.passed + deno.passed;

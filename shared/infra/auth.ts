@@ -74,6 +74,7 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
   return async (token) => {
     let alg: unknown;
     try {
+      if (token.split(".").length !== 3) throw new Error("not a compact JWS");
       alg = decodeProtectedHeader(token).alg;
     } catch {
       throw unauthorized();

@@ -6,7 +6,7 @@
 import { z } from "./deps.ts";
 import { bearerToken, type Caller, type VerifyAccessToken } from "./auth.ts";
 import { isTransientDatabaseError } from "./db.ts";
-import { AppError } from "./errors.ts";
+import { AppError, type ErrorCode, errorStatus } from "./errors.ts";
 import { findJsonInputProblem, maxJsonDepth } from "./input-text.ts";
 import { log } from "./log.ts";
 
@@ -139,11 +139,13 @@ export function validate<T extends z.ZodType>(schema: T, value: unknown): z.outp
   if (!result.success) {
     const issue = result.error.issues[0];
     const field = issue?.path.join(".") ?? "";
-    // a schema may refuse with a more specific documented 400 code (cancel's refundAccount)
+    // a schema may refuse with a more specific catalogued 400 (cancel's refundAccount: invalid_refund_account)
     const named = issue?.code === "custom"
       ? (issue.params as { errorCode?: unknown } | undefined)?.errorCode
       : null;
-    const code = named === "invalid_refund_account" ? named : "invalid_request";
+    const code = typeof named === "string" && errorStatus[named as ErrorCode] === 400
+      ? named as ErrorCode
+      : "invalid_request";
     throw new AppError(
       code,
       field ? `Invalid field '${field}': ${issue?.message}` : "Invalid request",

@@ -18,12 +18,12 @@
 import { AppError } from "../infra/errors.ts";
 import { defineFunction, type EdgeFunction, json, readBodyText } from "../infra/http.ts";
 import { sha256Hex } from "../infra/crypto.ts";
-import { findJsonInputProblem } from "../infra/input-text.ts";
 import { log } from "../infra/log.ts";
 import { verifyWebhookSignature, WebhookVerificationError } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { syncPayment } from "../payments/sync.ts";
 import { syncBillingKey } from "../billing/keys.ts";
+import { classify, type Delivery, truncate, type VerifiedEvent } from "./formats.ts";
 
 /** Transaction events: each one means "re-fetch this payment". */
 const transactionTypes = new Set([
@@ -49,44 +49,6 @@ const leaseSeconds = 60;
 const duplicateWaitMs = 5_000;
 
 export type WebhookOutcome = "processed" | "ignored";
-
-interface VerifiedEvent {
-  readonly type: string;
-  readonly data: Record<string, unknown>;
-  /** 2024-01-01 bodies carry no storeId: the re-fetch (under our store) is the only check. */
-  readonly format: "2024-04-25" | "2024-01-01";
-}
-
-/** Why a verified delivery could not be taken in; stored in `last_error`. */
-type MalformedReason =
-  | "not_json"
-  | "not_an_object"
-  | "unstorable_text"
-  | "too_deep"
-  | "webhook_id_too_long";
-
-/** A verified delivery, sorted: an event to process, or one we can only record. */
-type Delivery =
-  | { readonly kind: "event"; readonly event: VerifiedEvent }
-  | { readonly kind: "malformed"; readonly reason: MalformedReason }
-  | { readonly kind: "unsupported_format"; readonly reason: "portone_v1" };
-
-/** 2024-01-01 `status` values; each is the 2024-04-25 type `Transaction.<status>`. */
-const legacyStatuses = new Set([
-  "Ready",
-  "Paid",
-  "VirtualAccountIssued",
-  "PartialCancelled",
-  "Cancelled",
-  "Failed",
-  "PayPending",
-  "CancelPending",
-]);
-
-/** The same text, cut to at most `max` code points (never inside a surrogate pair). */
-function truncate(text: string, max: number): string {
-  return text.length <= max ? text : [...text].slice(0, max).join("");
-}
 
 interface InboxRow {
   id: number;
@@ -124,37 +86,6 @@ async function verify(
       : {}),
   });
   throw new AppError("invalid_signature", "Webhook signature verification failed");
-}
-
-/** Sorts a verified body by format; anything we could not store or would only guess at is not an event. */
-function classify(body: unknown): Delivery {
-  const problem = findJsonInputProblem(body);
-  if (problem) return { kind: "malformed", reason: problem.reason };
-  if (body === null || typeof body !== "object" || Array.isArray(body)) {
-    return { kind: "malformed", reason: "not_an_object" };
-  }
-  const fields = body as Record<string, unknown>;
-  if (typeof fields.type === "string") {
-    const data = fields.data !== null && typeof fields.data === "object" && !Array.isArray(fields.data)
-      ? fields.data as Record<string, unknown>
-      : {};
-    return { kind: "event", event: { type: fields.type, data, format: "2024-04-25" } };
-  }
-  if (typeof fields.payment_id === "string") {
-    const status = typeof fields.status === "string" ? fields.status : "";
-    return {
-      kind: "event",
-      event: {
-        type: legacyStatuses.has(status) ? `Transaction.${status}` : "Transaction.Unknown",
-        data: { paymentId: fields.payment_id, transactionId: fields.tx_id },
-        format: "2024-01-01",
-      },
-    };
-  }
-  if ("imp_uid" in fields || "merchant_uid" in fields) {
-    return { kind: "unsupported_format", reason: "portone_v1" };
-  }
-  return { kind: "event", event: { type: "", data: {}, format: "2024-04-25" } };
 }
 
 function stringField(data: Record<string, unknown>, key: string): string | null {

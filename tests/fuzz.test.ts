@@ -8,7 +8,8 @@
  * status (or one of the few documented 2xx: reads, preflight, webhook receipts). Nothing may change: every
  * table in `public` and `auth` is compared (row count and a digest of every row) before and after each
  * function's batch; the only rows allowed to appear are webhook_logs rows of deliveries that were recorded
- * without being processed (`malformed`, `unsupported_format`, `ignored`). No PortOne call may write.
+ * without being processed (`malformed`, `unsupported_format`, `ignored`). No PortOne call may write, and no
+ * error-level log line may be written.
  *
  * The run uses its own copy of the database (FUZZ_DATABASE_URL, made by the suite runner), because other
  * test files write to the shared one in parallel. `FUZZ_SEED` and `FUZZ_COUNT` (per function, default
@@ -25,7 +26,7 @@ import { ReconcileRequest } from "../shared/payments/reconcile.ts";
 import { RegisterBillingKeyRequest } from "../shared/billing/keys.ts";
 import { PayWithBillingKeyRequest } from "../shared/billing/charge.ts";
 import { VerifyIdentityRequest } from "../shared/identity/identity-verification.ts";
-import { startTestApp, type TestApp, testReconcileSecret } from "./support/app.ts";
+import { capturedLogLines, startTestApp, type TestApp, testReconcileSecret } from "./support/app.ts";
 import { signAccessToken, testJwks } from "./support/auth.ts";
 import { jose } from "./support/deps.ts";
 import { signWebhook } from "./sandbox/webhooks.ts";
@@ -552,6 +553,7 @@ Deno.test("fuzz: generated bad requests get documented 4xx answers and change no
         const rnd = random(seed * 7919 + fn.length * 104729 + fn.charCodeAt(0));
         const before = await snapshot(observer);
         const writesBefore = portoneWrites();
+        const linesBefore = capturedLogLines.length;
         const statuses: Record<number, number> = {};
         for (let i = 0; i < count; i++) {
           let request = generate(rnd, fixture);
@@ -595,6 +597,11 @@ Deno.test("fuzz: generated bad requests get documented 4xx answers and change no
           assert.equal(webhookRows?.changed, 0, `FUZZ_SEED=${seed}: a fuzzed webhook was processed`);
         }
         assert.equal(portoneWrites(), writesBefore, `FUZZ_SEED=${seed} ${fn}: PortOne was asked to write`);
+        // bad input is the caller's problem: it must not page anyone
+        const errorLines = capturedLogLines.slice(linesBefore).filter((line) =>
+          line.includes('"level":"error"')
+        );
+        assert.deepEqual(errorLines, [], `FUZZ_SEED=${seed} ${fn}: error-level log lines`);
         tally[fn] = statuses;
       });
     }

@@ -10,7 +10,7 @@ import { log } from "../infra/log.ts";
 import { PortOneRefusal } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { type PaymentView, syncPayment } from "../payments/sync.ts";
-import { syncBillingKey } from "./keys.ts";
+import { revealBillingKey, syncBillingKey } from "./keys.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // Requests and replies
@@ -29,6 +29,8 @@ export interface BillingPaymentResponse {
 
 interface BillingAttempt {
   paymentId: string;
+  /** The attempt was prepare's, still open in a payment window: the window may have paid it first. */
+  takenOverFromWindow: boolean;
   billingKey: string;
   orderName: string;
   totalAmount: number;
@@ -48,6 +50,10 @@ export function portoneIdempotencyKeyFor(paymentId: string): string {
  * Finds or creates the attempt under the order's row lock. An open (READY) attempt of this order with this
  * key is reused, so a request retried after an outage charges the same paymentId with the same PortOne
  * Idempotency-Key. An attempt that FAILED is never reused: its PortOne key would replay the decline.
+ *
+ * One paymentId per order across both ways to pay: an open attempt `prepare` handed to the payment window is
+ * taken over and charged under its own paymentId. PortOne holds at most one payment per paymentId, so if the
+ * customer pays in a window that is still open, only one of the two can succeed; the other is refused.
  */
 async function reserveBillingAttempt(
   deps: AppDeps,
@@ -59,13 +65,27 @@ async function reserveBillingAttempt(
   // this may be charging right now
   const inFlightSeconds = Math.ceil(deps.config.portone.timeoutMs / 1000) * 2 + 30;
   return await deps.sql.begin(async (tx) => {
-    const [key] = await tx<{ billing_key: string; status: string; store_id: string }[]>`
-      select billing_key, status, store_id from public.billing_keys
+    const [key] = await tx<
+      {
+        id: string;
+        user_id: string;
+        billing_key: string;
+        status: string;
+        store_id: string;
+        channel_key: string | null;
+      }[]
+    >`
+      select id, user_id, billing_key, status, store_id, channel_key from public.billing_keys
       where id = ${billingKeyId} and user_id = ${caller.userId}`;
     // someone else's key and a missing one look the same
     if (!key) throw new AppError("not_found", "Billing key not found");
     if (key.status !== "ISSUED" || key.store_id !== deps.config.portone.storeId) {
       throw new AppError("billing_key_not_active", "The billing key is deleted");
+    }
+    // charges report the key's channel; one the store no longer configures would pay nothing
+    const channelKey = deps.config.portone.billingChannelKey;
+    if (key.channel_key !== null && key.channel_key !== channelKey) {
+      throw new AppError("billing_key_not_active", "The billing key was issued through another channel");
     }
 
     const [order] = await tx<{ status: string; order_name: string }[]>`
@@ -80,11 +100,12 @@ async function reserveBillingAttempt(
         id: string;
         status: string;
         billing_key_id: string | null;
+        billing_channel_key: string | null;
         young: boolean;
         virtual_account_expires_at: Date | null;
       }[]
     >`
-      select id, status, billing_key_id, virtual_account_expires_at,
+      select id, status, billing_key_id, billing_channel_key, virtual_account_expires_at,
              created_at > now() - make_interval(secs => ${inFlightSeconds}) as young
       from public.payments
       where order_id = ${orderId} and mismatch_reason is null
@@ -100,24 +121,36 @@ async function reserveBillingAttempt(
     if (blocking) {
       throw new AppError("payment_in_progress", `Payment ${blocking.id} for this order is in progress`);
     }
-    const reusable = live.find((p) => p.status === "READY" && p.billing_key_id === billingKeyId);
+    const reusable = live.find((p) =>
+      p.status === "READY" && (p.billing_key_id === billingKeyId || p.billing_key_id === null)
+    );
+    // the channel the charge must report is recorded with the attempt (beside the window's, for a taken-over one)
     const [row] = reusable
       ? await tx<{ id: string; total_amount: number; tax_free_amount: number; currency: string }[]>`
-        select id, total_amount, tax_free_amount, currency from public.payments where id = ${reusable.id}`
+        update public.payments set billing_channel_key = ${channelKey} where id = ${reusable.id}
+        returning id, total_amount, tax_free_amount, currency`
       : await tx<{ id: string; total_amount: number; tax_free_amount: number; currency: string }[]>`
         insert into public.payments
-          (id, order_id, user_id, store_id, total_amount, tax_free_amount, currency, billing_key_id)
-        select ${newPaymentId()}, o.id, o.user_id, ${deps.config.portone.storeId}, o.total_amount,
+          (id, order_id, user_id, store_id, billing_channel_key, total_amount, tax_free_amount, currency,
+           billing_key_id)
+        select ${newPaymentId()}, o.id, o.user_id, ${deps.config.portone.storeId}, ${channelKey}, o.total_amount,
                o.tax_free_amount, o.currency, ${billingKeyId}
         from public.orders o where o.id = ${orderId}
         returning id, total_amount, tax_free_amount, currency`;
+    if (reusable && reusable.billing_key_id === null && reusable.billing_channel_key === null) {
+      await tx`
+        insert into public.payment_events (payment_id, source, kind, from_status, to_status, detail)
+        values (${row!.id}, 'billing', 'taken_over_by_saved_card', 'READY', 'READY',
+                ${tx.json({ orderId, billingKeyId } as never)})`;
+    }
     if (!reusable) {
       await tx`
         insert into public.payment_events (payment_id, source, kind, to_status, detail)
         values (${row!.id}, 'billing', 'created', 'READY', ${tx.json({ orderId, billingKeyId } as never)})`;
     }
     return {
-      billingKey: key.billing_key,
+      takenOverFromWindow: reusable !== undefined && reusable.billing_key_id === null,
+      billingKey: await revealBillingKey(deps, tx, key),
       orderName: order.order_name,
       paymentId: row!.id,
       totalAmount: row!.total_amount,
@@ -127,15 +160,33 @@ async function reserveBillingAttempt(
   });
 }
 
+/**
+ * The order's open browser attempts are re-fetched at PortOne first, so one the customer already paid (or
+ * left pending, or holding an open virtual account) before our confirm or the webhook arrived is on record
+ * when the reservation looks at the order: the order is then paid (409 order_not_payable) or the attempt
+ * blocks (409 payment_in_progress) before PortOne is asked to charge. A window paying at the same moment is
+ * caught by the shared paymentId (see reserveBillingAttempt).
+ */
+async function refreshBrowserAttempts(deps: AppDeps, caller: Caller, orderId: string): Promise<void> {
+  const open = await deps.sql<{ id: string }[]>`
+    select id from public.payments
+    where order_id = ${orderId} and user_id = ${caller.userId} and billing_key_id is null
+      and status in ('READY', 'PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED')
+    order by created_at`;
+  for (const payment of open) await syncPayment(deps, payment.id, "billing");
+}
+
 export async function payWithSavedBillingKey(
   deps: AppDeps,
   caller: Caller,
   billingKeyId: string,
   input: PayWithBillingKeyRequest,
 ): Promise<BillingPaymentResponse> {
+  await refreshBrowserAttempts(deps, caller, input.orderId);
   const attempt = await reserveBillingAttempt(deps, caller, billingKeyId, input.orderId);
 
   let declined: PortOneRefusal | null = null;
+  let alreadyPaid = false;
   try {
     await deps.portone.payWithBillingKey({
       paymentId: attempt.paymentId,
@@ -154,7 +205,9 @@ export async function payWithSavedBillingKey(
         declined = error;
         break;
       case "ALREADY_PAID":
-        // an earlier try of this very attempt went through; the sync below picks it up
+        // an earlier try of this very attempt went through, or the customer paid this paymentId in the payment
+        // window first; the sync below picks it up either way
+        alreadyPaid = true;
         break;
       case "BILLING_KEY_ALREADY_DELETED":
       case "BILLING_KEY_NOT_FOUND":
@@ -182,6 +235,13 @@ export async function payWithSavedBillingKey(
         pgCode: declined.pgCode ?? null,
         pgMessage: declined.pgMessage ?? null,
       },
+    });
+  }
+  if (alreadyPaid && attempt.takenOverFromWindow) {
+    // PortOne refused to charge this paymentId again: the payment window (or an earlier try whose answer was
+    // lost) paid it; either way the order is paid once and this request charged nothing
+    throw new AppError("order_not_payable", `The order was already paid (payment ${payment.paymentId})`, {
+      details: { paymentId: payment.paymentId, status: payment.status },
     });
   }
   if (payment.mismatchReason !== null) {

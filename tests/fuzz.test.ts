@@ -25,7 +25,7 @@ import { CancelRequest } from "../shared/payments/cancel.ts";
 import { ReconcileRequest } from "../shared/payments/reconcile.ts";
 import { RegisterBillingKeyRequest } from "../shared/billing/keys.ts";
 import { PayWithBillingKeyRequest } from "../shared/billing/charge.ts";
-import { VerifyIdentityRequest } from "../shared/identity/identity-verification.ts";
+import { PrepareIdentityRequest, VerifyIdentityRequest } from "../shared/identity/identity-verification.ts";
 import { capturedLogLines, startTestApp, type TestApp, testReconcileSecret } from "./support/app.ts";
 import { signAccessToken, testJwks } from "./support/auth.ts";
 import { jose } from "./support/deps.ts";
@@ -303,11 +303,12 @@ const generators: Record<string, Generator> = {
     return rnd.pick(routes)();
   },
   "identity-verification": (rnd, f) =>
-    userRequest(rnd, f, "/identity-verification", VerifyIdentityRequest, {
-      identityVerificationId: "identity-fuzz-0001",
-    }, [
-      "identityVerificationId",
-    ]),
+    rnd.int(4) === 0
+      // issuing an id takes `{}` with a good token, so only refused variants are sent
+      ? userRequest(rnd, f, "/identity-verification/prepare", PrepareIdentityRequest, {}, [])
+      : userRequest(rnd, f, "/identity-verification", VerifyIdentityRequest, {
+        identityVerificationId: "identity-fuzz-0001",
+      }, ["identityVerificationId"]),
   reconcile: (rnd, f) => {
     const valid = { lookbackMinutes: 60, maxPayments: 10, maxWaiting: 5 };
     const request: FuzzRequest = {

@@ -19,13 +19,12 @@ import assert from "node:assert/strict";
 import { errorStatus } from "../shared/infra/errors.ts";
 import { postgres, type z } from "../shared/infra/deps.ts";
 import { validate } from "../shared/infra/http.ts";
-import { PrepareRequest } from "../shared/payments/prepare.ts";
-import { ConfirmRequest } from "../shared/payments/confirm.ts";
-import { CancelRequest } from "../shared/payments/cancel.ts";
-import { ReconcileRequest } from "../shared/payments/reconcile.ts";
-import { RegisterBillingKeyRequest } from "../shared/billing/keys.ts";
-import { PayWithBillingKeyRequest } from "../shared/billing/charge.ts";
-import { PrepareIdentityRequest, VerifyIdentityRequest } from "../shared/identity/identity-verification.ts";
+import { PrepareRequest } from "../shared/contract/prepare.ts";
+import { ConfirmRequest } from "../shared/contract/confirm.ts";
+import { CancelRequest } from "../shared/contract/cancel.ts";
+import { ReconcileRequest } from "../shared/contract/reconcile.ts";
+import { PayWithBillingKeyRequest, RegisterBillingKeyRequest } from "../shared/contract/billing-key.ts";
+import { PrepareIdentityRequest, VerifyIdentityRequest } from "../shared/contract/identity-verification.ts";
 import { capturedLogLines, startTestApp, type TestApp, testReconcileSecret } from "./support/app.ts";
 import { signAccessToken, testJwks } from "./support/auth.ts";
 import { jose } from "./support/deps.ts";
@@ -336,6 +335,40 @@ const generators: Record<string, Generator> = {
     };
     return roll < 8 ? authorized : { ...badTransport(rnd, authorized), body: authorized.body };
   },
+  admin: (rnd, f) => {
+    const oddText = rnd.pick([
+      "%00",
+      "%ED%A0%80",
+      "-1",
+      "1e400",
+      "abc",
+      "%ZZ",
+      "'%3B--",
+      "x".repeat(300),
+      "",
+    ]);
+    const path = rnd.pick([
+      "/admin/health",
+      `/admin/payments?limit=${oddText}`,
+      `/admin/payments?status=${oddText}`,
+      `/admin/payments?limit=5&status=PAID&extra=${oddText}`,
+      `/admin/payments/${oddText}/timeline`,
+      `/admin/payments/${f.paymentId}/timeline`,
+      `/admin/payments/${f.paymentId}/timeline/${oddText}`,
+      `/admin/webhooks?limit=${oddText}`,
+      `/admin/webhooks?status=${oddText}`,
+      `/admin/${oddText}`,
+      "/admin",
+    ]);
+    const token = rnd.pick([f.tokens.valid, f.tokens.admin, f.tokens.admin, ...f.tokens.bad]);
+    const method = rnd.int(6) === 0 ? rnd.pick(["POST", "DELETE", "PUT", "PATCH"]) : "GET";
+    return {
+      method,
+      path,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      ...(method === "GET" ? {} : { body: rnd.pick(["{}", "null", `{"a":"\u0000"}`]) }),
+    };
+  },
   webhook: (rnd, f) => {
     const paymentId = `pay_fuzz_${rnd.int(1e9)}_${rnd.int(1e9)}`;
     const bodies = [
@@ -443,7 +476,9 @@ function undocumented(fn: string, request: FuzzRequest, status: number, body: un
       return webhookReceipts.has(String(outcome)) ? null : `webhook answered ${String(outcome)}`;
     }
     // reads change nothing; the table comparison proves it
-    if (request.method === "GET" && (fn === "billing-key" || fn === "identity-verification")) return null;
+    if (request.method === "GET" && ["billing-key", "identity-verification", "admin"].includes(fn)) {
+      return null;
+    }
     return `a ${status} to a request that should have been refused`;
   }
   const code = (body as { error?: { code?: unknown } })?.error?.code;

@@ -10,6 +10,7 @@ import type { Sql } from "./db.ts";
 import { sha256Hex } from "./crypto.ts";
 import { AppError, type ErrorCode } from "./errors.ts";
 import { maxJsonDepth } from "./input-text.ts";
+import type { Row } from "./rows.ts";
 
 export interface StoredReply {
   readonly status: number;
@@ -88,7 +89,7 @@ export async function withIdempotency(
   if (scope.key === null) return { status: 200, body: await work(), replayed: false };
   const requestHash = await sha256Hex(canonicalJson(scope.request));
 
-  const [claimed] = await sql<{ id: number }[]>`
+  const [claimed] = await sql<Pick<Row<"idempotency_keys">, "id">[]>`
     insert into public.idempotency_keys (user_id, route, key, request_hash, status, locked_until)
     values (${scope.userId}, ${scope.route}, ${scope.key}, ${requestHash}, 'in_progress',
             now() + make_interval(secs => ${leaseSeconds}))
@@ -103,7 +104,7 @@ export async function withIdempotency(
 
   if (!claimed) {
     const [existing] = await sql<
-      { request_hash: string; status: string; response_status: number | null; response_body: unknown }[]
+      Pick<Row<"idempotency_keys">, "request_hash" | "status" | "response_status" | "response_body">[]
     >`
       select request_hash, status, response_status, response_body from public.idempotency_keys
       where user_id = ${scope.userId} and route = ${scope.route} and key = ${scope.key}`;

@@ -16,7 +16,10 @@ export interface AppDeps {
 }
 
 export function createAppDeps(config: Config): AppDeps {
-  const sql = createSql(config.database.url, { poolMax: config.database.poolMax });
+  const sql = createSql(config.database.url, {
+    poolMax: config.database.poolMax,
+    prepare: config.database.prepare,
+  });
   return {
     config,
     sql,

@@ -64,6 +64,10 @@ export function freePort(): number {
 
 const isRoot = Deno.uid() === 0;
 
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
 /** Runs a server binary, as the postgres system user when we are root. */
 async function runServerCommand(binDir: string, cmd: string, args: string[]): Promise<void> {
   const program = isRoot ? "runuser" : `${binDir}/${cmd}`;
@@ -88,8 +92,19 @@ async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-export async function startCluster(options: { port?: number } = {}): Promise<Cluster> {
-  const binDir = await findServerBinDir();
+export interface ClusterOptions {
+  port?: number;
+  /** Where initdb, pg_ctl and postgres are (default: the machine's own, findServerBinDir). */
+  binDir?: string;
+  /**
+   * fsync, synchronous_commit and full_page_writes on, as on a production server (the bench measures
+   * with them). Off by default: the test suite trades durability it does not need for speed.
+   */
+  productionDurability?: boolean;
+}
+
+export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
+  const binDir = options.binDir ?? await findServerBinDir();
   const dir = await Deno.makeTempDir({ prefix: "payments-pg-" });
   if (isRoot) {
     const { uid, gid } = await postgresUserIds();
@@ -122,10 +137,18 @@ export async function startCluster(options: { port?: number } = {}): Promise<Clu
       `-p ${port}`,
       "-c listen_addresses=127.0.0.1",
       `-c unix_socket_directories=${dir}`,
-      "-c fsync=off",
-      "-c synchronous_commit=off",
-      "-c full_page_writes=off",
+      ...(options.productionDurability
+        ? ["-c fsync=on", "-c synchronous_commit=on", "-c full_page_writes=on"]
+        : ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]),
       "-c max_connections=200",
+      // pg_cron when installed (postgresql-15-cron): jobs run in background workers, in this database
+      ...(await exists(`${binDir}/../lib/pg_cron.so`)
+        ? [
+          "-c shared_preload_libraries=pg_cron",
+          "-c cron.database_name=postgres",
+          "-c cron.use_background_workers=on",
+        ]
+        : []),
     ].join(" ");
     await runServerCommand(binDir, "pg_ctl", [
       "-D",

@@ -76,20 +76,6 @@ export async function createScratchDatabase(
   };
 }
 
-/**
- * A copy of a database (CREATE DATABASE … TEMPLATE), for a test that compares whole tables and so must
- * not share them with test files running in parallel. Nobody may be connected to the source meanwhile.
- */
-export async function copyDatabase(
-  adminUrl: string,
-  source: string,
-): Promise<{ name: string; drop(): Promise<void> }> {
-  const name = `${source}_copy_${crypto.randomUUID().replaceAll("-", "").slice(0, 8)}`;
-  const maintenance = withDatabase(adminUrl, "template1");
-  await runSql(maintenance, `create database ${name} template ${source}`);
-  return { name, drop: () => runSql(maintenance, `drop database if exists ${name} with (force)`) };
-}
-
 export async function applyBootstrap(adminUrl: string): Promise<void> {
   await runSql(adminUrl, await Deno.readTextFile(bootstrapSql));
 }

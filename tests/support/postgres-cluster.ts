@@ -112,9 +112,79 @@ async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
+const clusterPrefix = "payments-pg-";
+const ownerFile = "owner.json";
+
+interface Owner {
+  readonly pid: number;
+  /** The owner's start time in clock ticks since boot (/proc/<pid>/stat field 22): tells a reused pid. */
+  readonly started: string | null;
+}
+
+function processStart(pid: number): string | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // the command name (field 2) may hold spaces and parentheses: count fields after its closing ')'
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function isAlive(owner: Owner): boolean {
+  const started = processStart(owner.pid);
+  return started !== null && (owner.started === null || started === owner.started);
+}
+
+/**
+ * Stops and removes the throwaway clusters whose owning process is gone (killed with SIGKILL, crashed
+ * past its cleanup). Clusters without an owner record (made by older code) and those of live
+ * processes are left alone. Returns the directories removed. Needs /proc (Linux); elsewhere a no-op.
+ */
+export async function removeAbandonedClusters(): Promise<string[]> {
+  try {
+    Deno.statSync("/proc/self/stat");
+  } catch {
+    return [];
+  }
+  const tmp = Deno.env.get("TMPDIR") || "/tmp";
+  const removed: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(tmp)];
+  } catch {
+    return [];
+  }
+  for (const entry of entries) {
+    if (!entry.isDirectory || !entry.name.startsWith(clusterPrefix)) continue;
+    const dir = `${tmp}/${entry.name}`;
+    let owner: Owner;
+    try {
+      owner = JSON.parse(await Deno.readTextFile(`${dir}/${ownerFile}`)) as Owner;
+    } catch {
+      continue;
+    }
+    if (typeof owner.pid !== "number" || isAlive(owner)) continue;
+    try {
+      Deno.statSync(`${dir}/data/postmaster.pid`);
+      const binDir = await findServerBinDir();
+      await runServerCommand(binDir, "pg_ctl", ["-D", `${dir}/data`, "-m", "immediate", "-w", "stop"])
+        .catch(() => {});
+    } catch {
+      // no server was running there
+    }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    removed.push(dir);
+  }
+  return removed;
+}
+
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   const binDir = await findServerBinDir();
-  const dir = await Deno.makeTempDir({ prefix: "payments-pg-" });
+  const dir = await Deno.makeTempDir({ prefix: clusterPrefix });
+  // who made it, so that a later run can remove it if this process dies without cleaning up
+  const owner: Owner = { pid: Deno.pid, started: processStart(Deno.pid) };
+  await Deno.writeTextFile(`${dir}/${ownerFile}`, JSON.stringify(owner));
   if (isRoot) {
     const { uid, gid } = await postgresUserIds();
     await Deno.chown(dir, uid, gid);

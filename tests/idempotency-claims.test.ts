@@ -140,3 +140,49 @@ Deno.test("idempotency claims after a failure, an outage and a dead request", as
     await proxy.close();
   }
 });
+
+Deno.test("a billing charge whose reply was lost: the retry with its key answers with that charge", async () => {
+  // what an outage can leave: the charge went through and a webhook marked the order paid, but the reply
+  // was never stored and the key was freed (a 503); the client retries with the same Idempotency-Key
+  await using app = await startTestApp();
+  const user = await app.createUser();
+  const billingKey = app.sandbox.issueBillingKey({
+    customerId: user.id,
+    card: { number: "4330-1234-5678-9012" },
+  });
+  const registered = await app.call("billing-key", { user, body: { billingKey } });
+  assert.equal(registered.status, 200);
+  const product = await app.createProduct({ price: 7_000, name: "정기 구독" });
+  const order = await app.createOrder(user, [{ productId: product, quantity: 1 }]);
+  const key = `charge-${crypto.randomUUID()}`;
+  const pay = () =>
+    app.call("billing-key", {
+      user,
+      path: `/${registered.body.id}/pay`,
+      body: { orderId: order.id },
+      headers: { "idempotency-key": key },
+    });
+  const charges = () => app.sandbox.requests().filter((r) => r.operation === "payWithBillingKey").length;
+
+  const first = await pay();
+  assert.equal(first.status, 200, JSON.stringify(first.body));
+  await app.deps.sql`delete from public.idempotency_keys where user_id = ${user.id} and key = ${key}`;
+  const chargesBefore = charges();
+  const retry = await pay();
+  assert.equal(retry.status, 200, JSON.stringify(retry.body));
+  assert.equal(retry.body.paymentId, first.body.paymentId);
+  assert.equal(retry.body.status, "PAID");
+  assert.equal(charges(), chargesBefore, "no second charge was attempted");
+  const payments = await app.deps.sql`select id from public.payments where order_id = ${order.id}`;
+  assert.equal(payments.length, 1);
+
+  // another key for the paid order is still refused
+  const other = await app.call("billing-key", {
+    user,
+    path: `/${registered.body.id}/pay`,
+    body: { orderId: order.id },
+    headers: { "idempotency-key": `charge-${crypto.randomUUID()}` },
+  });
+  assert.equal(other.status, 409);
+  assert.equal(other.body.error.code, "order_not_payable");
+});

@@ -80,6 +80,7 @@ async function runOutage(
   /** Calls `fn` on an isolate (round robin) until it answers 2xx; the same init, so the same key. */
   const call = async (fn: keyof TestFunctions, init: CallInit): Promise<CallResult> => {
     const first = performance.now();
+    const answers: string[] = [];
     for (;;) {
       const index = calls++ % isolates.length;
       const result = await callFunction(isolates[index]![fn], fn, init);
@@ -88,10 +89,11 @@ async function runOutage(
         return result;
       }
       const answer = `${result.status} ${result.body?.error?.code}`;
+      answers.push(`${Math.round(now())}ms ${answer}`);
       failures.push({ fn, answer, at: now() });
       if (!retryable.has(answer)) unexpected.push(`${fn}: ${answer} ${JSON.stringify(result.body)}`);
       if (performance.now() - first > retryLimitMs) {
-        throw new Error(`${fn} kept failing for ${retryLimitMs} ms: ${answer}`);
+        throw new Error(`${fn} kept failing for ${retryLimitMs} ms: ${answers.join(", ")}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }

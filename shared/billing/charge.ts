@@ -2,7 +2,7 @@
  * Charging an order with a saved card: one attempt per order and Idempotency-Key, reserved before PortOne is
  * called, charged with a PortOne Idempotency-Key derived from the attempt, and settled by the shared sync.
  */
-import { newPaymentId } from "../infra/crypto.ts";
+import { sha256Hex } from "../infra/crypto.ts";
 import { z } from "../infra/deps.ts";
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
@@ -29,6 +29,8 @@ export interface BillingPaymentResponse {
 
 interface BillingAttempt {
   paymentId: string;
+  /** This request's attempt was already charged or declined (an earlier try whose reply was lost). */
+  settled: boolean;
   billingKey: string;
   orderName: string;
   totalAmount: number;
@@ -45,15 +47,36 @@ export function portoneIdempotencyKeyFor(paymentId: string): string {
 }
 
 /**
- * Finds or creates the attempt under the order's row lock. An open (READY) attempt of this order with this
- * key is reused, so a request retried after an outage charges the same paymentId with the same PortOne
- * Idempotency-Key. An attempt that FAILED is never reused: its PortOne key would replay the decline.
+ * The paymentId of the attempt one client request makes, derived from its Idempotency-Key (128 bits of a
+ * SHA-256 that includes the client's key, so no more guessable than a random one). A retry of the request
+ * finds its own attempt even when the first try's reply was lost after the charge went through and a
+ * webhook marked the order paid meanwhile: it answers with that payment instead of 409 order_not_payable.
+ */
+export async function billingAttemptIdFor(
+  userId: string,
+  billingKeyId: string,
+  orderId: string,
+  idempotencyKey: string,
+): Promise<string> {
+  const digest = await sha256Hex(
+    JSON.stringify(["billing-pay", userId, billingKeyId, orderId, idempotencyKey]),
+  );
+  return `pay_${digest.slice(0, 32)}`;
+}
+
+/**
+ * Finds or creates the attempt under the order's row lock. This request's own attempt (see
+ * billingAttemptIdFor) is answered from, whatever happened to it; otherwise an open (READY) attempt of
+ * this order with this billing key is reused, so a request retried after an outage charges the same
+ * paymentId with the same PortOne Idempotency-Key. An attempt that FAILED is never reused for a new
+ * request: its PortOne key would replay the decline.
  */
 async function reserveBillingAttempt(
   deps: AppDeps,
   caller: Caller,
   billingKeyId: string,
   orderId: string,
+  attemptId: string,
 ): Promise<BillingAttempt> {
   // a call still running at PortOne is bounded by our timeout; a READY attempt of another key younger than
   // this may be charging right now
@@ -73,6 +96,22 @@ async function reserveBillingAttempt(
       where id = ${orderId} and user_id = ${caller.userId}
       for update`;
     if (!order) throw new AppError("not_found", "Order not found");
+    const [own] = await tx<
+      { status: string; total_amount: number; tax_free_amount: number; currency: string }[]
+    >`
+      select status, total_amount, tax_free_amount, currency from public.payments
+      where id = ${attemptId} and order_id = ${orderId}`;
+    if (own && own.status !== "READY") {
+      return {
+        paymentId: attemptId,
+        settled: true,
+        billingKey: key.billing_key,
+        orderName: order.order_name,
+        totalAmount: own.total_amount,
+        taxFreeAmount: own.tax_free_amount,
+        currency: own.currency,
+      };
+    }
     if (order.status !== "pending") throw new AppError("order_not_payable", `Order is ${order.status}`);
 
     const live = await tx<
@@ -100,14 +139,15 @@ async function reserveBillingAttempt(
     if (blocking) {
       throw new AppError("payment_in_progress", `Payment ${blocking.id} for this order is in progress`);
     }
-    const reusable = live.find((p) => p.status === "READY" && p.billing_key_id === billingKeyId);
+    const reusable = live.find((p) => p.id === attemptId) ??
+      live.find((p) => p.status === "READY" && p.billing_key_id === billingKeyId);
     const [row] = reusable
       ? await tx<{ id: string; total_amount: number; tax_free_amount: number; currency: string }[]>`
         select id, total_amount, tax_free_amount, currency from public.payments where id = ${reusable.id}`
       : await tx<{ id: string; total_amount: number; tax_free_amount: number; currency: string }[]>`
         insert into public.payments
           (id, order_id, user_id, store_id, total_amount, tax_free_amount, currency, billing_key_id)
-        select ${newPaymentId()}, o.id, o.user_id, ${deps.config.portone.storeId}, o.total_amount,
+        select ${attemptId}, o.id, o.user_id, ${deps.config.portone.storeId}, o.total_amount,
                o.tax_free_amount, o.currency, ${billingKeyId}
         from public.orders o where o.id = ${orderId}
         returning id, total_amount, tax_free_amount, currency`;
@@ -117,6 +157,7 @@ async function reserveBillingAttempt(
         values (${row!.id}, 'billing', 'created', 'READY', ${tx.json({ orderId, billingKeyId } as never)})`;
     }
     return {
+      settled: false,
       billingKey: key.billing_key,
       orderName: order.order_name,
       paymentId: row!.id,
@@ -127,15 +168,12 @@ async function reserveBillingAttempt(
   });
 }
 
-export async function payWithSavedBillingKey(
+/** Charges the attempt at PortOne; a PG decline is returned (PortOne holds a FAILED payment), not thrown. */
+async function chargeAttempt(
   deps: AppDeps,
   caller: Caller,
-  billingKeyId: string,
-  input: PayWithBillingKeyRequest,
-): Promise<BillingPaymentResponse> {
-  const attempt = await reserveBillingAttempt(deps, caller, billingKeyId, input.orderId);
-
-  let declined: PortOneRefusal | null = null;
+  attempt: BillingAttempt,
+): Promise<PortOneRefusal | null> {
   try {
     await deps.portone.payWithBillingKey({
       paymentId: attempt.paymentId,
@@ -150,12 +188,11 @@ export async function payWithSavedBillingKey(
     if (!(error instanceof PortOneRefusal)) throw error;
     switch (error.type) {
       case "PG_PROVIDER":
-        // the PG declined: PortOne holds a FAILED payment, which the sync below records
-        declined = error;
-        break;
+        // the PG declined: PortOne holds a FAILED payment, which the sync records
+        return error;
       case "ALREADY_PAID":
-        // an earlier try of this very attempt went through; the sync below picks it up
-        break;
+        // an earlier try of this very attempt went through; the sync picks it up
+        return null;
       case "BILLING_KEY_ALREADY_DELETED":
       case "BILLING_KEY_NOT_FOUND":
         await syncBillingKey(deps, attempt.billingKey);
@@ -166,21 +203,36 @@ export async function payWithSavedBillingKey(
         throw new AppError("portone_error", "PortOne refused the billing key payment", { cause: error });
     }
   }
+  return null;
+}
+
+export async function payWithSavedBillingKey(
+  deps: AppDeps,
+  caller: Caller,
+  billingKeyId: string,
+  input: PayWithBillingKeyRequest,
+  idempotencyKey: string,
+): Promise<BillingPaymentResponse> {
+  const attemptId = await billingAttemptIdFor(caller.userId, billingKeyId, input.orderId, idempotencyKey);
+  const attempt = await reserveBillingAttempt(deps, caller, billingKeyId, input.orderId, attemptId);
+
+  // an attempt already settled by an earlier try of this request is answered from, never charged again
+  const declined = attempt.settled ? null : await chargeAttempt(deps, caller, attempt);
 
   const result = await syncPayment(deps, attempt.paymentId, "billing");
   if (result.outcome === "not_ours") throw new AppError("not_found", "Payment not found");
   const payment = result.payment;
-  if (declined) {
+  if (declined || (attempt.settled && payment.status === "FAILED")) {
     log("info", "billing_payment_declined", {
       paymentId: attempt.paymentId,
-      pgCode: declined.pgCode ?? null,
+      pgCode: declined?.pgCode ?? null,
     });
     throw new AppError("payment_declined", "The card issuer declined the payment", {
       details: {
         paymentId: attempt.paymentId,
         status: payment.status,
-        pgCode: declined.pgCode ?? null,
-        pgMessage: declined.pgMessage ?? null,
+        pgCode: declined?.pgCode ?? null,
+        pgMessage: declined?.pgMessage ?? null,
       },
     });
   }

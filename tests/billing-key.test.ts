@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { syncBillingKey } from "../shared/billing/keys.ts";
+import { billingKeyHash, syncBillingKey } from "../shared/billing/keys.ts";
+import { isSealed, open, seal } from "../shared/infra/encryption.ts";
 import { type CallInit, capturedLogLines, startTestApp, type TestApp, type TestUser } from "./support/app.ts";
 
 const cardNumber = "4330-1234-5678-9012";
@@ -81,14 +82,28 @@ Deno.test("billing-key", async (t) => {
       createdAt: undefined,
     });
     assert.ok(!JSON.stringify(created.body).includes(billingKey), "the reply never carries the key");
-    const [stored] = await app.deps.sql`
+    // `select billing_key` as the table owner (the functions' role) does not return the key: it is sealed
+    const [stored] = await app.deps.sql<
+      { user_id: string; billing_key: string; store_id: string; status: string }[]
+    >`
       select user_id, billing_key, store_id, status from public.billing_keys where id = ${created.body.id}`;
-    assert.deepEqual({ ...stored }, {
+    assert.deepEqual({ ...stored, billing_key: undefined }, {
       user_id: user.id,
-      billing_key: billingKey,
+      billing_key: undefined,
       store_id: app.sandbox.storeId,
       status: "ISSUED",
     });
+    assert.notEqual(stored!.billing_key, billingKey);
+    assert.ok(!stored!.billing_key.includes(billingKey.slice("billing-key-".length)));
+    assert.ok(isSealed(stored!.billing_key));
+    assert.equal(
+      await open(
+        app.deps.config.dataEncryptionKeys!,
+        stored!.billing_key,
+        `billing_keys.billing_key:${user.id}`,
+      ),
+      billingKey,
+    );
 
     const listed = await app.call("billing-key", { user, method: "GET" });
     assert.equal(listed.status, 200);
@@ -135,23 +150,97 @@ Deno.test("billing-key", async (t) => {
     assert.equal(second.status, 200);
     assert.deepEqual(second.body, first.body);
     const [{ count }] = await app.deps.sql`
-      select count(*)::int from public.billing_keys where billing_key = ${billingKey}` as unknown as [
+      select count(*)::int from public.billing_keys
+      where billing_key_sha256 = ${await billingKeyHash(billingKey)}` as unknown as [
       { count: number },
     ];
     assert.equal(count, 1);
   });
 
-  await t.step("a key issued to another customer → 403 and nothing stored", async () => {
+  await t.step("a key issued to another customer → 404 (like a missing one) and nothing stored", async () => {
     const owner = await app.createUser();
     const thief = await app.createUser();
     const billingKey = issue(app, owner.id);
     const { status, body } = await app.call("billing-key", { user: thief, body: { billingKey } });
-    assert.equal(status, 403);
-    assert.equal(body.error.code, "forbidden");
+    assert.equal(status, 404);
+    assert.equal(body.error.code, "not_found");
     assert.equal(
-      (await app.deps.sql`select 1 from public.billing_keys where billing_key = ${billingKey}`).length,
+      (await app.deps.sql`
+        select 1 from public.billing_keys where billing_key_sha256 = ${await billingKeyHash(billingKey)}`)
+        .length,
       0,
     );
+  });
+
+  await t.step("a key issued through a channel other than the store's billing channel → 409", async () => {
+    const user = await app.createUser();
+    const billingKey = app.sandbox.issueBillingKey({ customerId: user.id, channel: "LIVE" });
+    secrets.push(billingKey);
+    const { status, body } = await app.call("billing-key", { user, body: { billingKey } });
+    assert.equal(status, 409);
+    assert.equal(body.error.code, "billing_key_not_active");
+    assert.equal(
+      (await app.deps.sql`select 1 from public.billing_keys where user_id = ${user.id}`).length,
+      0,
+    );
+  });
+
+  await t.step(
+    "a key sealed under a rotated-out key still charges, and is re-sealed under the current one",
+    async () => {
+      const user = await app.createUser();
+      const { id, billingKey } = await registered(app, user);
+      const keys = app.deps.config.dataEncryptionKeys!;
+      assert.equal(keys[0]?.id, "test-2");
+      const context = `billing_keys.billing_key:${user.id}`;
+      // as if registered before test-2 became current
+      await app.deps.sql`
+      update public.billing_keys set billing_key = ${await seal(keys.slice(1), billingKey, context)}
+      where id = ${id}`;
+      const order = await pendingOrder(app, user);
+      const paid = await pay(app, user, id, order.id, `rotation-${crypto.randomUUID()}`);
+      assert.equal(paid.status, 200, JSON.stringify(paid.body));
+      const [row] = await app.deps.sql<{ billing_key: string }[]>`
+      select billing_key from public.billing_keys where id = ${id}`;
+      assert.match(row!.billing_key, /^v1\.test-2\./);
+      assert.equal(await open(keys, row!.billing_key, context), billingKey);
+    },
+  );
+
+  await t.step(
+    "a key sealed under a key no longer configured → 500 misconfigured, nothing charged",
+    async () => {
+      const user = await app.createUser();
+      const { id, billingKey } = await registered(app, user);
+      const dropped = [{ id: "dropped", key: crypto.getRandomValues(new Uint8Array(32)) }];
+      await app.deps.sql`
+      update public.billing_keys
+      set billing_key = ${await seal(dropped, billingKey, `billing_keys.billing_key:${user.id}`)}
+      where id = ${id}`;
+      const order = await pendingOrder(app, user);
+      const before = payCalls(app).length;
+      const refused = await pay(app, user, id, order.id, `dropped-${crypto.randomUUID()}`);
+      assert.equal(refused.status, 500);
+      assert.equal(refused.body.error.code, "misconfigured");
+      assert.equal(payCalls(app).length, before);
+      assert.deepEqual((await orderPayments(app, order.id)).map((p) => p.status), []);
+    },
+  );
+
+  await t.step("a key stored in the clear before encryption at rest charges once and is sealed", async () => {
+    const user = await app.createUser();
+    const billingKey = issue(app, user.id);
+    // as written by the code before 20261201130000 (the trigger fills the lookup hash)
+    const [legacy] = await app.deps.sql<{ id: string }[]>`
+      insert into public.billing_keys (user_id, billing_key, store_id, status, issued_at)
+      values (${user.id}, ${billingKey}, ${app.sandbox.storeId}, 'ISSUED', now()) returning id`;
+    const order = await pendingOrder(app, user);
+    const paid = await pay(app, user, legacy!.id, order.id, `legacy-${crypto.randomUUID()}`);
+    assert.equal(paid.status, 200, JSON.stringify(paid.body));
+    const [row] = await app.deps.sql<{ billing_key: string; billing_key_sha256: string }[]>`
+      select billing_key, billing_key_sha256 from public.billing_keys where id = ${legacy!.id}`;
+    assert.ok(isSealed(row!.billing_key));
+    assert.equal(row!.billing_key_sha256, await billingKeyHash(billingKey));
   });
 
   await t.step("a key unknown to PortOne or issued in another store → 404", async () => {
@@ -389,6 +478,10 @@ Deno.test("billing-key", async (t) => {
       ["register: a number", { body: { billingKey: 12345 } }, 400, "invalid_request"],
       ["register: an empty string", { body: { billingKey: "" } }, 400, "invalid_request"],
       ["register: a path in the key", { body: { billingKey: "a/../b c" } }, 400, "invalid_request"],
+      ["register: dots", { body: { billingKey: "billing-key-.." } }, 400, "invalid_request"],
+      ["register: a slash", { body: { billingKey: "billing-key/x" } }, 400, "invalid_request"],
+      ["register: an escape", { body: { billingKey: "billing-key%2F.." } }, 400, "invalid_request"],
+      ["register: a query", { body: { billingKey: "billing-key?x=1" } }, 400, "invalid_request"],
       ["register: null", { rawBody: "null" }, 400, "invalid_request"],
       ["register: invalid JSON", { rawBody: "{" }, 400, "invalid_json"],
       [

@@ -29,7 +29,11 @@ Deno.test("readConfig() names every missing or malformed variable at once", () =
 Deno.test("readConfig() applies defaults and lets DATABASE_URL override SUPABASE_DB_URL", () => {
   const config = readConfig({ ...minimal, DATABASE_URL: "postgres://pooler:6543/postgres" });
   assert.equal(config.portone.apiBase, "https://api.portone.io");
-  assert.equal(config.portone.requireLiveChannel, false);
+  // production-safe: only LIVE channels pay orders unless the store is declared a test store
+  assert.equal(config.portone.requireLiveChannel, true);
+  assert.equal(config.portone.billingChannelKey, "channel-default");
+  assert.equal(config.identityVerificationMaxAgeSeconds, 600);
+  assert.equal(config.dataEncryptionKeys, undefined);
   assert.equal(config.database.url, "postgres://pooler:6543/postgres");
   assert.equal(config.database.poolMax, 1);
   assert.deepEqual(config.portone.webhookSecrets, []);
@@ -55,8 +59,8 @@ Deno.test("readConfig() reads secrets for rotation, the LIVE flag, JWKS and per-
     ...minimal,
     PORTONE_WEBHOOK_SECRET: "whsec_bmV3LXNlY3JldC0xMjM0NTY3OA==",
     PORTONE_WEBHOOK_SECRET_PREVIOUS: "whsec_b2xkLXNlY3JldC0xMjM0NTY3OA==",
-    PORTONE_REQUIRE_LIVE_CHANNEL: "true",
-    PORTONE_CHANNEL_KEYS: JSON.stringify({ EASY_PAY: "channel-easy" }),
+    PORTONE_STORE_MODE: "test",
+    PORTONE_CHANNEL_KEYS: JSON.stringify({ EASY_PAY: "channel-easy", CARD: "channel-card" }),
     SUPABASE_JWKS: JSON.stringify([{ kty: "EC", crv: "P-256", x: "x", y: "y", kid: "a" }, {
       kty: "oct",
       k: "s",
@@ -66,14 +70,38 @@ Deno.test("readConfig() reads secrets for rotation, the LIVE flag, JWKS and per-
     "whsec_bmV3LXNlY3JldC0xMjM0NTY3OA==",
     "whsec_b2xkLXNlY3JldC0xMjM0NTY3OA==",
   ]);
-  assert.equal(config.portone.requireLiveChannel, true);
+  assert.equal(config.portone.requireLiveChannel, false);
+  assert.equal(config.portone.billingChannelKey, "channel-card", "saved cards default to the CARD channel");
   assert.equal(config.supabase.jwks?.keys.length, 1, "symmetric keys are dropped");
   assert.equal(channelKeyFor(config, "EASY_PAY"), "channel-easy");
-  assert.equal(channelKeyFor(config, "CARD"), "channel-default");
+  assert.equal(channelKeyFor(config, "CARD"), "channel-card");
   assert.equal(channelKeyFor(config, undefined), "channel-default");
   assert.throws(
     () => readConfig({ ...minimal, PORTONE_CHANNEL_KEYS: '{"BITCOIN":"x"}' }),
     /PORTONE_CHANNEL_KEYS/,
   );
   assert.throws(() => readConfig({ ...minimal, SUPABASE_JWKS: "{}" }), /SUPABASE_JWKS/);
+});
+
+Deno.test("readConfig() fails closed on the replaced LIVE flag and a bad store mode", () => {
+  for (const value of ["false", "true"]) {
+    assert.throws(
+      () => readConfig({ ...minimal, PORTONE_REQUIRE_LIVE_CHANNEL: value }),
+      /PORTONE_REQUIRE_LIVE_CHANNEL is replaced by PORTONE_STORE_MODE/,
+    );
+  }
+  assert.throws(() => readConfig({ ...minimal, PORTONE_STORE_MODE: "sandbox" }), /PORTONE_STORE_MODE/);
+});
+
+Deno.test("readConfig() reads the data-encryption keyring, newest first, and refuses bad keys", () => {
+  const key = (fill: string) => btoa(fill.repeat(32));
+  const config = readConfig(
+    { ...minimal, DATA_ENCRYPTION_KEYS: `k2:${key("a")}, k1:${key("b")}` },
+    ["encryption"],
+  );
+  assert.deepEqual(config.dataEncryptionKeys?.map((k) => [k.id, k.key.length]), [["k2", 32], ["k1", 32]]);
+  assert.throws(() => readConfig(minimal, ["encryption"]), /DATA_ENCRYPTION_KEYS is missing/);
+  for (const bad of [`k1:${btoa("short")}`, `k1:${key("a")},k1:${key("b")}`, `bad id:${key("a")}`, " , "]) {
+    assert.throws(() => readConfig({ ...minimal, DATA_ENCRYPTION_KEYS: bad }), /DATA_ENCRYPTION_KEYS/, bad);
+  }
 });

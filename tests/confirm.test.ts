@@ -270,8 +270,8 @@ Deno.test("confirm", async (t) => {
   }
 });
 
-Deno.test("confirm with PORTONE_REQUIRE_LIVE_CHANNEL: a TEST-channel payment never pays the order", async () => {
-  await using app = await startTestApp({ env: { PORTONE_REQUIRE_LIVE_CHANNEL: "true" } });
+Deno.test("confirm in a live store (PORTONE_STORE_MODE=live): a TEST-channel payment never pays the order", async () => {
+  await using app = await startTestApp({ env: { PORTONE_STORE_MODE: "live" } });
   const { user, order, checkout } = await preparedPayment(app);
   app.sandbox.pay({ ...checkout, channel: "TEST", method: "CARD", customerId: user.id });
   const { status, body } = await confirm(app, user, checkout.paymentId);
@@ -281,7 +281,8 @@ Deno.test("confirm with PORTONE_REQUIRE_LIVE_CHANNEL: a TEST-channel payment nev
   assert.equal(state.mismatch_reason, "test_channel");
   assert.equal(state.order_status, "pending");
 
-  const live = await preparedPayment(app);
+  // the store's LIVE channel is configured for easy pay
+  const live = await preparedPayment(app, 27000, "EASY_PAY");
   app.sandbox.pay({ ...live.checkout, channel: "LIVE", method: "CARD", customerId: live.user.id });
   const ok = await confirm(app, live.user, live.checkout.paymentId);
   assert.equal(ok.status, 200);

@@ -75,6 +75,7 @@ const completeEnv: Record<string, string> = {
   SUPABASE_DB_URL: "postgresql://postgres@127.0.0.1:9/postgres",
   IDENTITY_CI_PEPPER: "boot-probe-pepper-0123456789abcdef0123",
   RECONCILE_SECRET: "boot-probe-reconcile-secret-0123456789",
+  DATA_ENCRYPTION_KEYS: `boot-probe:${btoa("b".repeat(32))}`,
 };
 
 /** Imports a function module in a fresh process, as the edge runtime would, and sends it a preflight. */

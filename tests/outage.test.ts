@@ -155,7 +155,9 @@ async function runOutage(
           isForeigner: false,
           id: user.id,
         };
-        const id = app.sandbox.completeIdentityVerification({ customer: customerInfo });
+        const issued = await call("identity-verification", { user, path: "/prepare", body: {} });
+        const id = issued.body.identityVerificationId as string;
+        app.sandbox.completeIdentityVerification({ identityVerificationId: id, customer: customerInfo });
         await call("identity-verification", { user, body: { identityVerificationId: id } });
         person.verified = true;
         verifications.push(user.id);

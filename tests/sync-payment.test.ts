@@ -42,7 +42,7 @@ Deno.test("verifySnapshot() names every difference from the order", () => {
     statusChangedAt: "2026-11-26T10:00:00Z",
     paidAt: "2026-11-26T10:00:00Z",
     amount: { total: 1000, taxFree: 0, paid: 1000, cancelled: 0, cancelledTaxFree: 0 },
-    channel: { type: "TEST", pgProvider: "TOSSPAYMENTS" },
+    channel: { type: "TEST", key: "channel-key-a", pgProvider: "TOSSPAYMENTS" },
   });
   assert.equal(base.kind, "payment");
   if (base.kind !== "payment") return;
@@ -52,9 +52,15 @@ Deno.test("verifySnapshot() names every difference from the order", () => {
     taxFreeAmount: 0,
     currency: "KRW",
     orderName: "상품",
+    channelKeys: ["channel-key-a"],
   };
   assert.deepEqual(verifySnapshot(base, expected, false), []);
   assert.deepEqual(verifySnapshot(base, expected, true), ["test_channel"]);
+  // the channel must be the one issued for the attempt; an attempt without one matches no channel
+  assert.deepEqual(verifySnapshot(base, { ...expected, channelKeys: ["channel-key-b"] }, false), [
+    "channel_mismatch",
+  ]);
+  assert.deepEqual(verifySnapshot(base, { ...expected, channelKeys: [] }, false), ["channel_mismatch"]);
   assert.deepEqual(
     verifySnapshot(base, {
       storeId: "store-b",
@@ -62,6 +68,7 @@ Deno.test("verifySnapshot() names every difference from the order", () => {
       taxFreeAmount: 500,
       currency: "USD",
       orderName: "다른",
+      channelKeys: ["channel-key-b", "channel-key-a"],
     }, false),
     ["store_mismatch", "amount_mismatch", "tax_free_mismatch", "currency_mismatch", "order_name_mismatch"],
   );

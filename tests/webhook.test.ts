@@ -3,6 +3,7 @@
  * PostgreSQL: verification, the exactly-once inbox, retries after our own failures, ordering.
  */
 import assert from "node:assert/strict";
+import { billingKeyHash } from "../shared/billing/keys.ts";
 import { capturedLogLines, startTestApp, type TestApp, type TestUser } from "./support/app.ts";
 import { StandardWebhook } from "./support/deps.ts";
 
@@ -279,7 +280,8 @@ Deno.test("webhook", async (t) => {
     );
     assert.equal(deleted?.status, 200);
     const [row] = await app.deps
-      .sql`select status, deleted_at is not null as has_deleted_at from public.billing_keys where billing_key = ${billingKey}`;
+      .sql`select status, deleted_at is not null as has_deleted_at from public.billing_keys
+        where billing_key_sha256 = ${await billingKeyHash(billingKey)}`;
     assert.deepEqual({ ...row }, { status: "DELETED", has_deleted_at: true });
     const [logged] = await app.deps.sql`select status, payload from public.webhook_logs where webhook_id = ${
       deleted!.webhookId

@@ -19,6 +19,7 @@ import {
   RegisterBillingKeyRequest,
 } from "./keys.ts";
 import { PayWithBillingKeyRequest, payWithSavedBillingKey } from "./charge.ts";
+import { requireOwnOrder } from "../payments/ownership.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // HTTP
@@ -90,8 +91,9 @@ export function billingKeyHandler(deps: AppDeps): EdgeFunction {
             });
           }
           const input = await readJson(request, PayWithBillingKeyRequest);
-          // an unknown key is refused before the Idempotency-Key is claimed, so a wrong id writes nothing
+          // an unknown key or order is refused before the Idempotency-Key is claimed, so it writes nothing
           await requireOwnKey(deps, caller, route.id);
+          await requireOwnOrder(deps.sql, caller, input.orderId);
           const scope = {
             userId: caller.userId,
             route: "billing-key-pay",

@@ -2,11 +2,14 @@
  * Saved cards: the browser SDK issues a PortOne billing key; we register it only after PortOne confirms it
  * is ISSUED, for our store and for this very caller, keep it in sync with PortOne, and delete it on request.
  *
- * The key itself charges the card, so it never leaves the server: `billing_keys.billing_key` has no column
- * grant to any API role (see 20261126060400_billing_keys_and_identity.sql), no reply of ours contains it, and
- * no log line names it. Clients see a masked record (issuer, brand, type, last four digits).
+ * The key itself charges the card, so it never leaves the server: `billing_keys.billing_key` holds it sealed
+ * with AES-256-GCM under DATA_ENCRYPTION_KEYS (a dump or a backup alone charges nothing), no API role may
+ * select it (20261201130000_secrets_at_rest_and_ownership.sql), no reply of ours contains it, and no log line
+ * names it. Rows are found by the key's SHA-256. Clients see a masked record (issuer, brand, last four digits).
  */
+import { sha256Hex } from "../infra/crypto.ts";
 import { z } from "../infra/deps.ts";
+import { DecryptionError, isSealed, open, seal, sealedWithOlderKey } from "../infra/encryption.ts";
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
 import type { Sql, TransactionSql } from "../infra/db.ts";
@@ -18,11 +21,12 @@ import type { AppDeps } from "../infra/runtime.ts";
 // ---------------------------------------------------------------------------------------------------
 // Requests and views
 
-/** PortOne billing keys are opaque; this only refuses what cannot be one (and keeps paths/queries sane). */
-const billingKeySchema = z.string().regex(
-  /^[\x21-\x7e]{1,256}$/,
-  "must be a billing key from the browser SDK",
-);
+/**
+ * PortOne billing keys are opaque; the key becomes part of PortOne's URL path, so only characters that can
+ * never change a path (no `/`, `.`, `%`, `?`, `#`) are accepted.
+ */
+export const billingKeyPattern = /^[A-Za-z0-9_-]{1,256}$/;
+const billingKeySchema = z.string().regex(billingKeyPattern, "must be a billing key from the browser SDK");
 
 export const RegisterBillingKeyRequest = z.strictObject({ billingKey: billingKeySchema });
 export type RegisterBillingKeyRequest = z.infer<typeof RegisterBillingKeyRequest>;
@@ -86,7 +90,8 @@ const billingKeyInfoSchema = z.looseObject({
   status: z.string(),
   storeId: z.string(),
   customer: z.looseObject({ id: z.string().optional() }).optional(),
-  channels: z.array(z.looseObject({ pgProvider: z.string().optional() })).optional(),
+  channels: z.array(z.looseObject({ key: z.string().optional(), pgProvider: z.string().optional() }))
+    .optional(),
   methods: z.array(
     z.looseObject({
       type: z.string(),
@@ -108,6 +113,7 @@ interface ParsedBillingKey {
   readonly storeId: string;
   readonly customerId: string | null;
   readonly pgProvider: string | null;
+  readonly channelKey: string | null;
   readonly cardIssuer: string | null;
   readonly cardBrand: string | null;
   readonly cardType: string | null;
@@ -126,6 +132,7 @@ function parseBillingKeyInfo(raw: unknown): ParsedBillingKey {
     storeId: info.storeId,
     customerId: info.customer?.id ?? null,
     pgProvider: info.channels?.[0]?.pgProvider ?? null,
+    channelKey: info.channels?.[0]?.key ?? null,
     cardIssuer: card?.issuer ?? null,
     cardBrand: card?.brand ?? null,
     cardType: card?.type ?? null,
@@ -150,6 +157,53 @@ async function fetchBillingKey(deps: AppDeps, billingKey: string): Promise<Parse
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Sealing
+
+function dataKeys(deps: AppDeps) {
+  const keys = deps.config.dataEncryptionKeys;
+  if (!keys) throw new AppError("misconfigured", "Billing keys cannot be stored: no data encryption key");
+  return keys;
+}
+
+/** Binds a sealed key to its column and owner: copied into another user's row, it does not open. */
+const sealContext = (userId: string) => `billing_keys.billing_key:${userId}`;
+
+export function billingKeyHash(billingKey: string): Promise<string> {
+  return sha256Hex(billingKey);
+}
+
+/**
+ * The plain billing key of a row. A row stored before encryption at rest (or sealed under a rotated-out
+ * key) is re-sealed under the current key on the way, inside the caller's transaction when given one.
+ */
+export async function revealBillingKey(
+  deps: AppDeps,
+  sql: Sql | TransactionSql,
+  row: { id: string; user_id: string; billing_key: string },
+): Promise<string> {
+  const keys = dataKeys(deps);
+  const context = sealContext(row.user_id);
+  let plain = row.billing_key;
+  if (isSealed(row.billing_key)) {
+    try {
+      plain = await open(keys, row.billing_key, context);
+    } catch (error) {
+      // a key dropped from DATA_ENCRYPTION_KEYS too early (or a tampered row): ours to fix, not the client's
+      if (error instanceof DecryptionError) {
+        throw new AppError("misconfigured", "A saved card cannot be opened", { cause: error });
+      }
+      throw error;
+    }
+  }
+  if (!isSealed(row.billing_key) || sealedWithOlderKey(keys, row.billing_key)) {
+    await sql`
+      update public.billing_keys set billing_key = ${await seal(keys, plain, context)}, updated_at = now()
+      where id = ${row.id} and billing_key = ${row.billing_key}`;
+  }
+  return plain;
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Register and list
 
 export async function registerBillingKey(
@@ -163,30 +217,37 @@ export async function registerBillingKey(
   if (!info || info.storeId !== deps.config.portone.storeId) {
     throw new AppError("not_found", "Billing key not found");
   }
-  // the browser SDK is told customer.id = the user id; a key issued to anyone else is not the caller's card
-  if (info.customerId !== caller.userId) {
-    throw new AppError("forbidden", "This billing key was issued to another customer");
-  }
+  // the browser SDK is told customer.id = the user id; a key issued to anyone else is not the caller's card,
+  // and answers like a missing one (a 403 would confirm it exists)
+  if (info.customerId !== caller.userId) throw new AppError("not_found", "Billing key not found");
   if (info.status !== "ISSUED") {
     throw new AppError("billing_key_not_active", `The billing key is ${info.status}`);
   }
+  // its charges would go through that channel: one the store did not configure would pay nothing
+  if (info.channelKey !== deps.config.portone.billingChannelKey) {
+    throw new AppError("billing_key_not_active", "The billing key was issued through another channel");
+  }
 
   // Registering twice refreshes the card fields and returns the same row; the `where` keeps a key that is
-  // somehow already someone else's untouched (and answers 403 below).
+  // somehow already someone else's untouched (and answers 404 below).
+  const sealed = await seal(dataKeys(deps), input.billingKey, sealContext(caller.userId));
   const [row] = await deps.sql<BillingKeyRow[]>`
     insert into public.billing_keys
-      (user_id, billing_key, store_id, status, pg_provider, card_issuer, card_brand, card_type,
-       card_number_masked, card_name, issued_at, synced_at)
+      (user_id, billing_key, billing_key_sha256, channel_key, store_id, status, pg_provider, card_issuer,
+       card_brand, card_type, card_number_masked, card_name, issued_at, synced_at)
     values
-      (${caller.userId}, ${input.billingKey}, ${info.storeId}, 'ISSUED', ${info.pgProvider}, ${info.cardIssuer},
-       ${info.cardBrand}, ${info.cardType}, ${info.cardNumberMasked}, ${info.cardName}, ${info.issuedAt}, now())
-    on conflict (billing_key) do update set
+      (${caller.userId}, ${sealed}, ${await billingKeyHash(
+    input.billingKey,
+  )}, ${info.channelKey}, ${info.storeId},
+       'ISSUED', ${info.pgProvider}, ${info.cardIssuer}, ${info.cardBrand}, ${info.cardType},
+       ${info.cardNumberMasked}, ${info.cardName}, ${info.issuedAt}, now())
+    on conflict (billing_key_sha256) do update set
       pg_provider = excluded.pg_provider, card_issuer = excluded.card_issuer, card_brand = excluded.card_brand,
       card_type = excluded.card_type, card_number_masked = excluded.card_number_masked,
       card_name = excluded.card_name, issued_at = excluded.issued_at, synced_at = now(), updated_at = now()
     where billing_keys.user_id = excluded.user_id
     returning ${viewColumns(deps.sql)}`;
-  if (!row) throw new AppError("forbidden", "This billing key belongs to another account");
+  if (!row) throw new AppError("not_found", "Billing key not found");
   log("info", "billing_key_registered", { billingKeyId: row.id, userId: caller.userId });
   return toView(row);
 }
@@ -213,8 +274,13 @@ export async function syncBillingKey(
   deps: AppDeps,
   billingKey: string,
 ): Promise<"updated" | "unchanged" | "not_ours"> {
+  // a key that could not be ours (e.g. `..` or `/`) never reaches PortOne's URL path
+  if (!billingKeyPattern.test(billingKey)) return "not_ours";
   const [held] = await deps.sql<{ id: string }[]>`
-    select id from public.billing_keys where billing_key = ${billingKey} and store_id = ${deps.config.portone.storeId}`;
+    select id from public.billing_keys
+    where billing_key_sha256 = ${await billingKeyHash(
+    billingKey,
+  )} and store_id = ${deps.config.portone.storeId}`;
   if (!held) return "not_ours";
   const info = await fetchBillingKey(deps, billingKey);
   if (!info || info.storeId !== deps.config.portone.storeId) return "not_ours";
@@ -229,6 +295,7 @@ export async function syncBillingKey(
       -- the first deletion time is kept; PortOne never un-deletes a key
       deleted_at = case when ${info.status} = 'DELETED' then coalesce(deleted_at, ${info.deletedAt}::timestamptz) end,
       pg_provider = coalesce(${info.pgProvider}, pg_provider),
+      channel_key = coalesce(${info.channelKey}, channel_key),
       card_issuer = coalesce(${info.cardIssuer}, card_issuer),
       card_brand = coalesce(${info.cardBrand}, card_brand),
       card_type = coalesce(${info.cardType}, card_type),
@@ -259,15 +326,16 @@ export async function deleteSavedBillingKey(
   caller: Caller,
   billingKeyId: string,
 ): Promise<BillingKeyView> {
-  const [key] = await deps.sql<{ billing_key: string; status: string }[]>`
-    select billing_key, status from public.billing_keys where id = ${billingKeyId} and user_id = ${caller.userId}`;
+  const [key] = await deps.sql<{ id: string; user_id: string; billing_key: string; status: string }[]>`
+    select id, user_id, billing_key, status from public.billing_keys
+    where id = ${billingKeyId} and user_id = ${caller.userId}`;
   if (!key) throw new AppError("not_found", "Billing key not found");
 
   if (key.status !== "DELETED") {
     let deletedAt: string | null = null;
     try {
       ({ deletedAt } = await deps.portone.deleteBillingKey(
-        key.billing_key,
+        await revealBillingKey(deps, deps.sql, key),
         "고객 요청으로 삭제",
         "CUSTOMER",
       ));

@@ -1,15 +1,20 @@
 /**
- * `identity-verification`: after the browser SDK completes a Danal identity verification, we fetch it from
- * PortOne (never trusting the browser), require VERIFIED, and link the person to the caller's account.
+ * `identity-verification`: the server issues the identityVerificationId for a signed-in user (as `prepare`
+ * does for payments); after the browser SDK completes the Danal verification under that id, we fetch it from
+ * PortOne (never trusting the browser), require VERIFIED, recent, and made for this very user, and link the
+ * person to the caller's account. Only the user an id was issued to can complete it: an id leaked through a
+ * redirect URL, history or Referer claims nobody.
  *
  * One person, one account: the CI (a person's stable identifier across services) is stored only as an
  * HMAC-SHA256 under IDENTITY_CI_PEPPER, in a UNIQUE column, so the same person verifying on a second
  * account is refused without the raw CI ever being stored or logged. A keyed hash rather than a plain one
  * because CIs are drawn from a known format: without the pepper, a leaked table could be matched against
- * CIs obtained elsewhere. DI and the personal details are kept for the service only (no column grants);
- * clients get the masked name, the carrier and the verification time.
+ * CIs obtained elsewhere. DI and the personal details are kept only sealed (AES-256-GCM under
+ * DATA_ENCRYPTION_KEYS) in `personal_data`, which no API role may select; clients get the masked name, the
+ * carrier and the verification time.
  */
 import { hmacSha256Hex } from "../infra/crypto.ts";
+import { seal } from "../infra/encryption.ts";
 import { z } from "../infra/deps.ts";
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
@@ -18,11 +23,23 @@ import { PortOneRefusal } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { defineFunction, type EdgeFunction, json, readJson } from "../infra/http.ts";
 
-/** Ids are chosen by our frontend; this refuses what cannot be one (and keeps the PortOne path sane). */
+/** Ids are issued by `POST /identity-verification/prepare`; anything else cannot be one of ours. */
 export const VerifyIdentityRequest = z.strictObject({
-  identityVerificationId: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, "must be an identityVerificationId"),
+  identityVerificationId: z.string().regex(
+    /^idv_[0-9a-f]{32}$/,
+    "must be an identityVerificationId we issued",
+  ),
 });
 export type VerifyIdentityRequest = z.infer<typeof VerifyIdentityRequest>;
+
+export const PrepareIdentityRequest = z.strictObject({});
+
+/** What the browser SDK's `requestIdentityVerification` needs besides its channel key. */
+export interface PrepareIdentityResponse {
+  readonly identityVerificationId: string;
+  readonly storeId: string;
+  readonly customer: { readonly customerId: string };
+}
 
 export type IdentityStatus =
   | { readonly verified: false }
@@ -95,13 +112,49 @@ const linkedElsewhere = new Set([
   "identity_verifications_portone_identity_verification_id_key",
 ]);
 
+/** How many issued ids a user keeps; older ones are dropped when a new one is issued. */
+const keptRequestsPerUser = 10;
+
+export async function prepareIdentityVerification(
+  deps: AppDeps,
+  caller: Caller,
+): Promise<PrepareIdentityResponse> {
+  // 128 random bits: nobody can guess an id issued to someone else
+  const id = `idv_${
+    [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("")
+  }`;
+  await deps.sql.begin(async (tx) => {
+    await tx`
+      insert into public.identity_verification_requests (id, user_id, store_id)
+      values (${id}, ${caller.userId}, ${deps.config.portone.storeId})`;
+    await tx`
+      delete from public.identity_verification_requests
+      where user_id = ${caller.userId} and id not in (
+        select id from public.identity_verification_requests where user_id = ${caller.userId}
+        order by created_at desc, id limit ${keptRequestsPerUser})`;
+  });
+  return {
+    identityVerificationId: id,
+    storeId: deps.config.portone.storeId,
+    customer: { customerId: caller.userId },
+  };
+}
+
 export async function verifyIdentity(
   deps: AppDeps,
   caller: Caller,
   input: VerifyIdentityRequest,
 ): Promise<IdentityStatus> {
   const pepper = deps.config.identityCiPepper;
-  if (!pepper) throw new AppError("misconfigured", "Identity verification is not configured");
+  const dataKeys = deps.config.dataEncryptionKeys;
+  if (!pepper || !dataKeys) throw new AppError("misconfigured", "Identity verification is not configured");
+
+  // an id issued to someone else and an unknown one look the same, and cost PortOne nothing
+  const [issued] = await deps.sql`
+    select 1 from public.identity_verification_requests
+    where id = ${input.identityVerificationId} and user_id = ${caller.userId}
+      and store_id = ${deps.config.portone.storeId}`;
+  if (!issued) throw new AppError("not_found", "Identity verification not found");
 
   let raw: unknown;
   try {
@@ -123,10 +176,13 @@ export async function verifyIdentity(
   if (verification.status !== "VERIFIED" || !customer || !verification.verifiedAt) {
     throw new AppError("identity_not_verified", `The identity verification is ${verification.status}`);
   }
-  // the frontend passes customer.id = the user id when it has one; a verification made for another account
-  // must not be claimed by replaying its id
+  // the frontend passes customer.id = the user id; PortOne naming anyone else means it is not the caller's
   if (customer.id !== undefined && customer.id !== caller.userId) {
-    throw new AppError("forbidden", "This identity verification was made for another account");
+    throw new AppError("not_found", "Identity verification not found");
+  }
+  const ageSeconds = (Date.now() - Date.parse(verification.verifiedAt)) / 1000;
+  if (ageSeconds > deps.config.identityVerificationMaxAgeSeconds) {
+    throw new AppError("identity_not_verified", "The identity verification is too old; verify again");
   }
   const name = customer.name?.trim() ?? "";
   // without a CI, "one person, one account" cannot be enforced (Danal always sends one)
@@ -140,6 +196,18 @@ export async function verifyIdentity(
     ? customer.birthDate
     : null;
 
+  const personalData = await seal(
+    dataKeys,
+    JSON.stringify({
+      di: customer.di ?? null,
+      name,
+      birthDate,
+      gender: oneOf(genders, customer.gender),
+      phoneNumber: /^[0-9]{9,15}$/.test(phone) ? phone : null,
+    }),
+    `identity_verifications.personal_data:${caller.userId}`,
+  );
+
   let rows: StatusRow[];
   try {
     // Re-verifying as the same person updates the account's row (idempotent for a replayed id); the
@@ -147,17 +215,17 @@ export async function verifyIdentity(
     // person already linked to another account.
     rows = await deps.sql<StatusRow[]>`
       insert into public.identity_verifications
-        (user_id, portone_identity_verification_id, store_id, ci_hash, di, name, name_masked, birth_date,
-         gender, phone_number, operator, is_foreigner, verified_at)
+        (user_id, portone_identity_verification_id, store_id, ci_hash, personal_data, name_masked, operator,
+         is_foreigner, verified_at)
       values
         (${caller.userId}, ${input.identityVerificationId}, ${deps.config.portone.storeId}, ${ciHash},
-         ${customer.di ?? null}, ${name}, ${maskName(name)}, ${birthDate}, ${oneOf(genders, customer.gender)},
-         ${/^[0-9]{9,15}$/.test(phone) ? phone : null}, ${oneOf(operators, customer.operator)},
+         ${personalData}, ${maskName(name)}, ${oneOf(operators, customer.operator)},
          ${customer.isForeigner ?? null}, ${verification.verifiedAt})
       on conflict (user_id) do update set
         portone_identity_verification_id = excluded.portone_identity_verification_id,
-        store_id = excluded.store_id, di = excluded.di, name = excluded.name, name_masked = excluded.name_masked,
-        birth_date = excluded.birth_date, gender = excluded.gender, phone_number = excluded.phone_number,
+        store_id = excluded.store_id, personal_data = excluded.personal_data, name_masked = excluded.name_masked,
+        -- plain copies written before encryption at rest are dropped
+        di = null, name = null, birth_date = null, gender = null, phone_number = null,
         operator = excluded.operator, is_foreigner = excluded.is_foreigner, verified_at = excluded.verified_at,
         updated_at = now()
       where identity_verifications.ci_hash = excluded.ci_hash
@@ -183,7 +251,10 @@ export async function identityStatus(deps: AppDeps, caller: Caller): Promise<Ide
   return toStatus(row);
 }
 
-/** The `identity-verification` function: POST { identityVerificationId } verifies, GET reads the status. */
+/**
+ * The `identity-verification` function: POST /prepare {} issues an id, POST { identityVerificationId }
+ * verifies, GET reads the status.
+ */
 export function identityVerificationHandler(deps: AppDeps): EdgeFunction {
   return defineFunction({
     name: "identity-verification",
@@ -191,9 +262,15 @@ export function identityVerificationHandler(deps: AppDeps): EdgeFunction {
     auth: "user",
     verifyAccessToken: deps.verifyAccessToken,
     handle: async ({ request, url, caller }) => {
-      // the function has no sub-resources; the platform passes the full `/functions/v1/...` path
-      if (!/(?:^|\/)identity-verification\/?$/.test(url.pathname)) {
-        throw new AppError("not_found", "No such route");
+      // the platform passes the full `/functions/v1/...` path
+      const route = /(?:^|\/)identity-verification(\/prepare)?\/?$/.exec(url.pathname);
+      if (!route) throw new AppError("not_found", "No such route");
+      if (route[1] !== undefined) {
+        if (request.method !== "POST") {
+          throw new AppError("method_not_allowed", `Method ${request.method} is not allowed here`);
+        }
+        await readJson(request, PrepareIdentityRequest);
+        return json(await prepareIdentityVerification(deps, caller));
       }
       return request.method === "GET"
         ? json(await identityStatus(deps, caller))

@@ -12,7 +12,6 @@ export const payMethods = ["CARD", "EASY_PAY", "VIRTUAL_ACCOUNT", "TRANSFER", "M
 export type PayMethod = (typeof payMethods)[number];
 
 const nonEmpty = z.string().trim().min(1, "must not be empty");
-const booleanFlag = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const webhookSecret = z.string().regex(/^whsec_[A-Za-z0-9+/=]{16,}$/, "must look like whsec_<base64>");
 const postgresUrl = z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL");
 const jwks = z.string().transform((text, ctx) => {
@@ -39,6 +38,36 @@ const channelKeyMap = z.string().transform((text, ctx) => {
   }
 });
 
+/** One data-encryption key: `id:base64` of 32 random bytes (AES-256-GCM). */
+const keyIdPattern = /^[A-Za-z0-9_-]{1,32}$/;
+function decodeBase64(text: string): Uint8Array | null {
+  try {
+    return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  } catch {
+    return null;
+  }
+}
+const keyring = z.string().transform((text, ctx) => {
+  const keys: { id: string; key: Uint8Array }[] = [];
+  for (const entry of text.split(",").map((e) => e.trim()).filter((e) => e.length > 0)) {
+    const [id = "", encoded = ""] = entry.split(":", 2);
+    const key = decodeBase64(encoded);
+    if (!keyIdPattern.test(id) || key?.length !== 32 || keys.some((k) => k.id === id)) {
+      ctx.addIssue({
+        code: "custom",
+        message: "must be `id:base64,...` with unique ids ([A-Za-z0-9_-]) and 32-byte keys, newest first",
+      });
+      return z.NEVER;
+    }
+    keys.push({ id, key });
+  }
+  if (keys.length === 0) {
+    ctx.addIssue({ code: "custom", message: "must name at least one key" });
+    return z.NEVER;
+  }
+  return keys;
+});
+
 const envSchema = z.object({
   PORTONE_API_SECRET: nonEmpty,
   PORTONE_STORE_ID: nonEmpty,
@@ -48,7 +77,10 @@ const envSchema = z.object({
   PORTONE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(15_000),
   PORTONE_WEBHOOK_SECRET: webhookSecret.optional(),
   PORTONE_WEBHOOK_SECRET_PREVIOUS: webhookSecret.optional(),
-  PORTONE_REQUIRE_LIVE_CHANNEL: booleanFlag.default(false),
+  PORTONE_STORE_MODE: z.enum(["live", "test"]).default("live"),
+  PORTONE_BILLING_CHANNEL_KEY: nonEmpty.optional(),
+  DATA_ENCRYPTION_KEYS: keyring.optional(),
+  IDENTITY_MAX_AGE_SECONDS: z.coerce.number().int().min(30).max(86_400).default(600),
   SUPABASE_URL: z.url({ protocol: /^https?$/ }),
   SUPABASE_ANON_KEY: z.string().optional(),
   SUPABASE_PUBLISHABLE_KEYS: z.string().optional(),
@@ -71,7 +103,10 @@ export interface Config {
     readonly channelKeys: Readonly<Partial<Record<PayMethod, string>>>;
     /** Current secret first; the previous one is accepted during rotation. */
     readonly webhookSecrets: readonly string[];
+    /** False only when PORTONE_STORE_MODE=test: then TEST-channel payments may pay orders. */
     readonly requireLiveChannel: boolean;
+    /** The channel saved cards must have been issued through; their charges must report it. */
+    readonly billingChannelKey: string;
   };
   readonly supabase: {
     readonly url: string;
@@ -81,6 +116,10 @@ export interface Config {
   };
   readonly database: { readonly url: string; readonly poolMax: number };
   readonly identityCiPepper: string | undefined;
+  /** How old a PortOne identity verification may be when its owner completes it with us. */
+  readonly identityVerificationMaxAgeSeconds: number;
+  /** Keys that encrypt secrets at rest, the current (encrypting) one first; older ones still decrypt. */
+  readonly dataEncryptionKeys: readonly { readonly id: string; readonly key: Uint8Array }[] | undefined;
   /** Whether a payment's owner may cancel it through `cancel` (admins always may). Default: deny. */
   readonly customerCancelPolicy: "deny" | "allow";
   /** The bearer secret the scheduler presents to `reconcile`. */
@@ -108,7 +147,7 @@ function firstPublishableKey(json: string | undefined): string | undefined {
 }
 
 /** What each function additionally needs beyond the common variables. */
-export type ConfigNeed = "webhook" | "identity" | "reconcile";
+export type ConfigNeed = "webhook" | "identity" | "reconcile" | "encryption";
 
 export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config {
   const result = envSchema.safeParse(env);
@@ -129,6 +168,16 @@ export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config 
   if (values && needs.includes("identity") && !values.IDENTITY_CI_PEPPER) {
     problems.push({ variable: "IDENTITY_CI_PEPPER", message: "is missing" });
   }
+  if (values && needs.includes("encryption") && !values.DATA_ENCRYPTION_KEYS) {
+    problems.push({ variable: "DATA_ENCRYPTION_KEYS", message: "is missing" });
+  }
+  // the old flag defaulted to "accept TEST payments"; a deploy still setting it must choose a mode knowingly
+  if (env.PORTONE_REQUIRE_LIVE_CHANNEL !== undefined) {
+    problems.push({
+      variable: "PORTONE_REQUIRE_LIVE_CHANNEL",
+      message: "is replaced by PORTONE_STORE_MODE (live by default; test for a test store)",
+    });
+  }
   if (values && needs.includes("reconcile") && !values.RECONCILE_SECRET) {
     problems.push({ variable: "RECONCILE_SECRET", message: "is missing" });
   }
@@ -145,7 +194,9 @@ export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config 
       webhookSecrets: [values.PORTONE_WEBHOOK_SECRET, values.PORTONE_WEBHOOK_SECRET_PREVIOUS].filter(
         (secret): secret is string => secret !== undefined,
       ),
-      requireLiveChannel: values.PORTONE_REQUIRE_LIVE_CHANNEL,
+      requireLiveChannel: values.PORTONE_STORE_MODE !== "test",
+      billingChannelKey: values.PORTONE_BILLING_CHANNEL_KEY ?? values.PORTONE_CHANNEL_KEYS?.CARD ??
+        values.PORTONE_CHANNEL_KEY,
     },
     supabase: {
       url: values.SUPABASE_URL,
@@ -155,6 +206,8 @@ export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config 
     // DATABASE_URL wins so a deploy can point functions at the transaction pooler
     database: { url: (values.DATABASE_URL ?? values.SUPABASE_DB_URL)!, poolMax: values.DB_POOL_MAX },
     identityCiPepper: values.IDENTITY_CI_PEPPER,
+    identityVerificationMaxAgeSeconds: values.IDENTITY_MAX_AGE_SECONDS,
+    dataEncryptionKeys: values.DATA_ENCRYPTION_KEYS,
     customerCancelPolicy: values.CUSTOMER_CANCEL_POLICY,
     reconcileSecret: values.RECONCILE_SECRET,
   };

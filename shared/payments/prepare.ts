@@ -12,6 +12,7 @@ import { PortOneRefusal } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { defineFunction, type EdgeFunction, readJson, replyJson } from "../infra/http.ts";
 import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
+import { requireOwnOrder } from "./ownership.ts";
 
 export const PrepareRequest = z.strictObject({
   orderId: z.uuid(),
@@ -141,6 +142,8 @@ export function prepareHandler(deps: AppDeps): EdgeFunction {
     verifyAccessToken: deps.verifyAccessToken,
     handle: async ({ request, caller }) => {
       const input = await readJson(request, PrepareRequest);
+      // checked before the Idempotency-Key is recorded: someone else's order writes nothing
+      await requireOwnOrder(deps.sql, caller, input.orderId);
       const scope = {
         userId: caller.userId,
         route: "prepare",

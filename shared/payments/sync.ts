@@ -25,6 +25,7 @@ export type MismatchReason =
   | "currency_mismatch"
   | "order_name_mismatch"
   | "test_channel"
+  | "channel_mismatch"
   | "order_already_paid";
 
 /** What the sync needs of the function's dependencies (AppDeps satisfies it). */
@@ -78,6 +79,8 @@ interface StoredPayment {
   cancellable_amount: number;
   mismatch_reason: string | null;
   status_changed_at: Date | null;
+  channel_key: string | null;
+  billing_channel_key: string | null;
   virtual_account_bank: string | null;
   virtual_account_number: string | null;
   virtual_account_holder: string | null;
@@ -90,6 +93,7 @@ const selectPayment = (tx: Sql | TransactionSql, paymentId: string, lock: boolea
   tx<StoredPayment[]>`
     select p.id, p.order_id, p.store_id, p.status, p.total_amount, p.tax_free_amount, p.currency,
            p.paid_amount, p.cancelled_amount, p.cancellable_amount, p.mismatch_reason, p.status_changed_at,
+           p.channel_key, p.billing_channel_key,
            p.virtual_account_bank, p.virtual_account_number, p.virtual_account_holder,
            p.virtual_account_expires_at, o.order_name, o.status as order_status
     from public.payments p
@@ -153,6 +157,8 @@ export function verifySnapshot(
     taxFreeAmount: number;
     currency: string;
     orderName: string;
+    /** The channels we issued for this attempt (prepare's, the saved card's); any other is flagged. */
+    channelKeys: readonly string[];
   },
   requireLiveChannel: boolean,
 ): MismatchReason[] {
@@ -165,6 +171,10 @@ export function verifySnapshot(
   if (snapshot.currency !== expected.currency) reasons.push("currency_mismatch");
   if (snapshot.orderName !== expected.orderName) reasons.push("order_name_mismatch");
   if (requireLiveChannel && snapshot.channelType !== "LIVE") reasons.push("test_channel");
+  // another channel of the store (a stale test key, a LIVE channel we never configured) pays nothing
+  if (snapshot.channelKey === null || !expected.channelKeys.includes(snapshot.channelKey)) {
+    reasons.push("channel_mismatch");
+  }
   return reasons;
 }
 
@@ -270,6 +280,7 @@ export async function applySnapshot(
       taxFreeAmount: row.tax_free_amount,
       currency: row.currency,
       orderName: row.order_name,
+      channelKeys: [row.channel_key, row.billing_channel_key].filter((key): key is string => key !== null),
     }, options.requireLiveChannel);
 
     const orderStatus = orderStatusFor(snapshot.status);

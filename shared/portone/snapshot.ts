@@ -34,7 +34,8 @@ const paymentSchema = z.looseObject({
     cancelled: money.default(0),
     cancelledTaxFree: money.default(0),
   }),
-  channel: z.looseObject({ type: z.string(), pgProvider: z.string().optional() }).optional(),
+  channel: z.looseObject({ type: z.string(), key: z.string().optional(), pgProvider: z.string().optional() })
+    .optional(),
   method: z.looseObject({ type: z.string() }).optional(),
   pgTxId: z.string().optional(),
   paidAt: timestamp.optional(),
@@ -80,6 +81,8 @@ export interface PaymentSnapshot {
   readonly cancelledAmount: number;
   readonly cancelledTaxFreeAmount: number;
   readonly channelType: "TEST" | "LIVE" | null;
+  /** The channel key PortOne says the payment went through. */
+  readonly channelKey: string | null;
   readonly pgProvider: string | null;
   readonly pgTxId: string | null;
   readonly methodType: string | null;
@@ -205,6 +208,7 @@ export function parsePayment(raw: unknown): ParsedPayment {
     cancelledAmount: payment.amount.cancelled,
     cancelledTaxFreeAmount: payment.amount.cancelledTaxFree,
     channelType,
+    channelKey: payment.channel?.key ?? null,
     pgProvider: payment.channel?.pgProvider ?? null,
     pgTxId: payment.pgTxId ?? null,
     methodType,

@@ -244,8 +244,11 @@ async function journey(t: Step, stack: RunningStack) {
       assert.equal(probe.status, 200, JSON.stringify(probe.error));
       assert.deepEqual(probe.data, { verified: false });
 
-      // the browser SDK's Danal window, simulated by the sandbox
+      // the server issues the id; the browser SDK's Danal window (simulated by the sandbox) completes it
+      const issued = await invoke(client, "identity-verification/prepare", {});
+      assert.equal(issued.status, 200, JSON.stringify(issued.error));
       const completed = await control<Json>(state, "/customer/identity-verifications", {
+        identityVerificationId: issued.data.identityVerificationId,
         customer: {
           id: userId,
           name: "홍길동",

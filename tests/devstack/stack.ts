@@ -265,6 +265,19 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       DATABASE_URL: appUrl,
       IDENTITY_CI_PEPPER: env.IDENTITY_CI_PEPPER || keys.identityCiPepper,
       RECONCILE_SECRET: reconcileSecret,
+      // a dev stack pays through the sandbox's (or a PortOne test store's) TEST channels
+      PORTONE_STORE_MODE: env.PORTONE_STORE_MODE || "test",
+      // derived from the saved pepper, so data sealed by one run still opens in the next
+      DATA_ENCRYPTION_KEYS: env.DATA_ENCRYPTION_KEYS || `dev:${
+        btoa(String.fromCharCode(
+          ...new Uint8Array(
+            await crypto.subtle.digest(
+              "SHA-256",
+              new TextEncoder().encode(`data-key:${keys.identityCiPepper}`),
+            ),
+          ),
+        ))
+      }`,
       ...(sandbox
         ? {
           PORTONE_API_BASE: sandbox.url,

@@ -30,7 +30,8 @@ setLogSink((line) => {
 
 export interface TestAppOptions {
   readonly sandbox?: SandboxOptions;
-  readonly env?: Record<string, string>;
+  /** Overrides of the test environment; `undefined` removes a variable (to test production defaults). */
+  readonly env?: Record<string, string | undefined>;
 }
 
 export interface TestUser {
@@ -84,7 +85,13 @@ export interface CallInit {
 
 export const testReconcileSecret = "test-reconcile-secret-0123456789abcdef";
 
-export function testEnv(sandbox: Sandbox, extra: Record<string, string> = {}): Record<string, string> {
+/** Two data-encryption keys, the current one first: values sealed under either open. */
+export const testDataEncryptionKeys = `test-2:${btoa("t".repeat(32))},test-1:${btoa("o".repeat(32))}`;
+
+export function testEnv(
+  sandbox: Sandbox,
+  extra: Record<string, string | undefined> = {},
+): Record<string, string | undefined> {
   return {
     PORTONE_API_SECRET: sandbox.apiSecret,
     PORTONE_STORE_ID: sandbox.storeId,
@@ -93,6 +100,9 @@ export function testEnv(sandbox: Sandbox, extra: Record<string, string> = {}): R
     PORTONE_WEBHOOK_SECRET: sandbox.webhookSecret,
     PORTONE_API_BASE: sandbox.url,
     PORTONE_TIMEOUT_MS: "2000",
+    // the sandbox's default channel is a TEST channel; production leaves this unset (live)
+    PORTONE_STORE_MODE: "test",
+    DATA_ENCRYPTION_KEYS: testDataEncryptionKeys,
     SUPABASE_URL: "http://127.0.0.1:9",
     SUPABASE_ANON_KEY: "anon-key-for-tests",
     SUPABASE_JWKS: testJwks,

@@ -1,4 +1,4 @@
 import { billingKeyHandler } from "../../../shared/billing/handler.ts";
 import { runtimeDeps } from "../../../shared/infra/runtime.ts";
 
-export default billingKeyHandler(runtimeDeps());
+export default billingKeyHandler(runtimeDeps(["encryption"]));

@@ -4,11 +4,13 @@
 --     column (billing_key; ci_hash, di, name, birth_date, phone_number, gender, ...) or `*` is 42501;
 --   * another user sees none of the owner's rows;
 --   * client writes are 42501;
---   * service_role does everything, including reading billing_key and ci_hash.
+--   * service_role inserts, updates and deletes, and reads every column but the sensitive ones (billing_key,
+--     billing_key_sha256; ci_hash, di, name, birth_date, gender, phone_number, personal_data): those are
+--     42501 (20261201130000_secrets_at_rest_and_ownership.sql; 06_secrets_at_rest.sql proves each column).
 begin;
 set local search_path = public, extensions, tests;
 
-select plan(52);
+select plan(54);
 
 -- Fixtures (as the superuser) ------------------------------------------------------------------------
 do $$
@@ -164,10 +166,11 @@ select tests.authenticate_as_service_role();
 
 -- billing_keys
 select results_eq(
-  $$ select id, billing_key from public.billing_keys where billing_key like 'pm4-%' order by id $$,
-  $$ values ('b4000000-0000-4000-8000-000000000001'::uuid, 'pm4-billing-key-owner-secret'),
-            ('b4000000-0000-4000-8000-000000000002'::uuid, 'pm4-billing-key-other-secret') $$,
-  'service_role: billing_keys select, including billing_key, sees every key');
+  $$ select id from public.billing_keys where id::text like 'b4000000-%' order by id $$,
+  $$ values ('b4000000-0000-4000-8000-000000000001'::uuid), ('b4000000-0000-4000-8000-000000000002'::uuid) $$,
+  'service_role: billing_keys select of the masked columns sees every key');
+select throws_ok($$ select billing_key from public.billing_keys $$,
+  '42501', 'permission denied for table billing_keys', 'service_role: billing_keys select of billing_key is refused');
 select lives_ok(
   $$ insert into public.billing_keys (id, user_id, billing_key, store_id)
      values ('b4000000-0000-4000-8000-000000000003', tests.get_supabase_uid('pm4-owner'), 'pm4-billing-key-service', 'store-test') $$,
@@ -184,11 +187,13 @@ select is_empty($$ select id from public.billing_keys where id = 'b4000000-0000-
 
 -- identity_verifications
 select results_eq(
-  $$ select id, ci_hash, di, name, birth_date, gender, phone_number from public.identity_verifications
+  $$ select id, name_masked from public.identity_verifications
       where portone_identity_verification_id like 'pm4-%' order by id $$,
-  $$ values ('d4000000-0000-4000-8000-000000000001'::uuid, repeat('1', 64), 'di-owner', '홍길동', '1990-01-01'::date, 'MALE', '01012345678'),
-            ('d4000000-0000-4000-8000-000000000002'::uuid, repeat('2', 64), 'di-other', '김철수', '1991-02-02'::date, 'MALE', '01087654321') $$,
-  'service_role: identity_verifications select, including the sensitive columns, sees every row');
+  $$ values ('d4000000-0000-4000-8000-000000000001'::uuid, '홍*동'), ('d4000000-0000-4000-8000-000000000002'::uuid, '김*수') $$,
+  'service_role: identity_verifications select of the non-sensitive columns sees every row');
+select throws_ok($$ select ci_hash, di, name from public.identity_verifications $$,
+  '42501', 'permission denied for table identity_verifications',
+  'service_role: identity_verifications select of ci_hash, di, name is refused');
 select lives_ok(
   $$ insert into public.identity_verifications
        (id, user_id, portone_identity_verification_id, store_id, ci_hash, name, name_masked, verified_at)
@@ -211,7 +216,7 @@ select is_empty($$ select id from public.identity_verifications where id = 'd400
 select tests.reset_role();
 
 select results_eq(
-  $$ select id, status, card_name, deleted_at from public.billing_keys where billing_key like 'pm4-%' order by id $$,
+  $$ select id, status, card_name, deleted_at from public.billing_keys where id::text like 'b4000000-%' order by id $$,
   $$ values ('b4000000-0000-4000-8000-000000000001'::uuid, 'ISSUED', null::text, null::timestamptz),
             ('b4000000-0000-4000-8000-000000000002'::uuid, 'ISSUED', null::text, null::timestamptz) $$,
   'superuser: the billing_keys fixtures are unchanged');

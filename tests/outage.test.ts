@@ -286,6 +286,16 @@ async function runOutage(
     select user_id from public.identity_verifications where user_id in ${sql(verifications)}`;
   assert.equal(storedVerifications.length, verifications.length, "every acknowledged verification is stored");
 
+  // a delivery that failed in the outage is retried by PortOne or covered by reconcile; a row whose failure
+  // could not be recorded (the database was down) stays claimed until its lease runs out: reported, not asserted
+  const inbox = await sql<{ status: string; count: number }[]>`
+    select status, count(*)::int as count from public.webhook_logs group by status order by status`;
+  const inboxFigure = Object.fromEntries(inbox.map((row) => [row.status, row.count]));
+  const stuck = await sql<{ count: number }[]>`
+    select count(*)::int as count from public.webhook_logs
+    where status in ('received', 'processing') and lease_expires_at < now()`;
+  inboxFigure["claimed, lease expired"] = stuck[0]!.count;
+
   const events = (name: string) =>
     capturedLogLines.filter((line) => line.includes(`"event":"${name}"`)).length;
   const writes = orders.length + paid.size + refunds.length + verifications.length;
@@ -297,7 +307,9 @@ async function runOutage(
       `  writes verified: ${writes} (${orders.length} orders, ${paid.size} payments PAID, ${refunds.length} ` +
       `refunds, ${verifications.length} identity verifications); ${calls} function calls, ` +
       `${failures.length} failed answers, all retried to success`,
-      `  reconcile after: ${JSON.stringify(reconciled.body.portone ?? reconciled.body)}`,
+      `  reconcile after: ${JSON.stringify(reconciled.body.portone ?? reconciled.body)}; webhook inbox ${
+        JSON.stringify(inboxFigure)
+      }`,
       `  client: ${events("database_connection_replaced")} pools replaced, ` +
       `${events("database_driver_error_contained")} stray driver errors contained; process ${pid} throughout`,
     ].join("\n"),

@@ -83,6 +83,22 @@ Deno.test("readConfig() reads secrets for rotation, the LIVE flag, JWKS and per-
   assert.throws(() => readConfig({ ...minimal, SUPABASE_JWKS: "{}" }), /SUPABASE_JWKS/);
 });
 
+Deno.test("readConfig(): ALERT_WEBHOOK_URL is optional, must be http(s), and a bad one is not echoed", () => {
+  assert.equal(readConfig(minimal).alertWebhookUrl, undefined);
+  const url = "https://hooks.slack.com/services/T000/B000/abcdefghijklmnop";
+  assert.equal(readConfig({ ...minimal, ALERT_WEBHOOK_URL: url }).alertWebhookUrl, url);
+  const secretish = "ftp://hooks.example/very-secret-path";
+  assert.throws(
+    () => readConfig({ ...minimal, ALERT_WEBHOOK_URL: secretish }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.deepEqual(error.variables, ["ALERT_WEBHOOK_URL"]);
+      assert.ok(!error.message.includes("very-secret-path"));
+      return true;
+    },
+  );
+});
+
 Deno.test("readConfig() fails closed on the replaced LIVE flag and a bad store mode", () => {
   for (const value of ["false", "true"]) {
     assert.throws(

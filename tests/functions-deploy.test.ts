@@ -9,8 +9,12 @@ import { parseToml } from "./support/deps.ts";
 
 const repoRoot = new URL("../", import.meta.url);
 const functionsDir = new URL("supabase/functions/", repoRoot);
-const depsModule = new URL("shared/infra/deps.ts", repoRoot).href;
+/** The two pin files: deps.ts (server) and deps-client.ts (browser-safe, re-exported by deps.ts). */
+const depsModules = new Set(
+  ["shared/infra/deps.ts", "shared/infra/deps-client.ts"].map((path) => new URL(path, repoRoot).href),
+);
 const expectedFunctions = [
+  "admin",
   "billing-key",
   "cancel",
   "confirm",
@@ -147,14 +151,22 @@ for (const name of expectedFunctions) {
       }
     });
 
-    await t.step("only shared/infra/deps.ts names packages, all as pinned npm: specifiers", () => {
+    await t.step("only shared/infra/deps*.ts name packages, each once, all as pinned npm: specifiers", () => {
+      const named = new Map<string, string>();
       for (const module of graph.modules) {
         for (const dependency of module.dependencies ?? []) {
           const specifier = dependency.specifier;
           if (specifier.startsWith(".") || specifier.startsWith("/")) continue;
           if (specifier.startsWith("node:")) continue;
-          assert.equal(module.specifier, depsModule, `${module.specifier} imports ${specifier}`);
+          assert.ok(depsModules.has(module.specifier), `${module.specifier} imports ${specifier}`);
           assert.match(specifier, /^npm:(@[a-z0-9-]+\/)?[a-z0-9.-]+@\d+\.\d+\.\d+(\/[A-Za-z/]+)?$/);
+          // one package, one pin: never pinned in both files
+          const name = /^npm:(@?[^@]+)@/.exec(specifier)![1]!;
+          assert.ok(
+            (named.get(name) ?? module.specifier) === module.specifier,
+            `${name} is pinned in two files`,
+          );
+          named.set(name, module.specifier);
         }
       }
     });

@@ -40,7 +40,7 @@ interface Failure {
 }
 
 Deno.test("outage: PostgreSQL restarts (fast, immediate) under a mixed load of every function", async () => {
-  const cluster = await startCluster({ durable: true });
+  const cluster = await startCluster({ productionDurability: true });
   try {
     const app = new URL(withDatabase(cluster.adminUrl, "postgres"));
     app.username = "postgres";

@@ -3,26 +3,17 @@
  * called, charged with a PortOne Idempotency-Key derived from the attempt, and settled by the shared sync.
  */
 import { newPaymentId, sha256Hex } from "../infra/crypto.ts";
-import { z } from "../infra/deps.ts";
+import type { BillingPaymentResponse, PayWithBillingKeyRequest } from "../contract/billing-key.ts";
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
 import { log } from "../infra/log.ts";
 import { PortOneRefusal } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
-import { type PaymentView, syncPayment } from "../payments/sync.ts";
+import { syncPayment } from "../payments/sync.ts";
 import { revealBillingKey, syncBillingKey } from "./keys.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // Requests and replies
-
-export const PayWithBillingKeyRequest = z.strictObject({ orderId: z.uuid() });
-export type PayWithBillingKeyRequest = z.infer<typeof PayWithBillingKeyRequest>;
-
-export interface BillingPaymentResponse {
-  readonly paymentId: string;
-  readonly status: PaymentView["status"];
-  readonly order: PaymentView["order"];
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Pay

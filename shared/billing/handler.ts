@@ -12,13 +12,9 @@ import type { Caller } from "../infra/auth.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { defineFunction, type EdgeFunction, json, readJson, replyJson } from "../infra/http.ts";
 import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
-import {
-  deleteSavedBillingKey,
-  listBillingKeys,
-  registerBillingKey,
-  RegisterBillingKeyRequest,
-} from "./keys.ts";
-import { PayWithBillingKeyRequest, payWithSavedBillingKey } from "./charge.ts";
+import { PayWithBillingKeyRequest, RegisterBillingKeyRequest } from "../contract/billing-key.ts";
+import { deleteSavedBillingKey, listBillingKeys, registerBillingKey } from "./keys.ts";
+import { payWithSavedBillingKey } from "./charge.ts";
 import { requireOwnOrder } from "../payments/ownership.ts";
 
 // ---------------------------------------------------------------------------------------------------

@@ -9,6 +9,11 @@
  */
 import { sha256Hex } from "../infra/crypto.ts";
 import { z } from "../infra/deps.ts";
+import {
+  billingKeyPattern,
+  type BillingKeyView,
+  type RegisterBillingKeyRequest,
+} from "../contract/billing-key.ts";
 import { DecryptionError, isSealed, open, seal, sealedWithOlderKey } from "../infra/encryption.ts";
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
@@ -20,31 +25,6 @@ import type { AppDeps } from "../infra/runtime.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // Requests and views
-
-/**
- * PortOne billing keys are opaque; the key becomes part of PortOne's URL path, so only characters that can
- * never change a path (no `/`, `.`, `%`, `?`, `#`) are accepted.
- */
-export const billingKeyPattern = /^[A-Za-z0-9_-]{1,256}$/;
-const billingKeySchema = z.string().regex(billingKeyPattern, "must be a billing key from the browser SDK");
-
-export const RegisterBillingKeyRequest = z.strictObject({ billingKey: billingKeySchema });
-export type RegisterBillingKeyRequest = z.infer<typeof RegisterBillingKeyRequest>;
-
-/** What a client may know about a saved card. */
-export interface BillingKeyView {
-  readonly id: string;
-  readonly status: "ISSUED" | "DELETED";
-  readonly pgProvider: string | null;
-  readonly cardIssuer: string | null;
-  readonly cardBrand: string | null;
-  readonly cardType: string | null;
-  readonly cardNumberMasked: string | null;
-  readonly cardName: string | null;
-  readonly issuedAt: string | null;
-  readonly deletedAt: string | null;
-  readonly createdAt: string;
-}
 
 interface BillingKeyRow {
   id: string;

@@ -16,40 +16,18 @@
 import { hmacSha256Hex } from "../infra/crypto.ts";
 import { seal } from "../infra/encryption.ts";
 import { z } from "../infra/deps.ts";
+import {
+  type IdentityStatus,
+  PrepareIdentityRequest,
+  type PrepareIdentityResponse,
+  VerifyIdentityRequest,
+} from "../contract/identity-verification.ts";
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
 import { log } from "../infra/log.ts";
 import { PortOneRefusal } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { defineFunction, type EdgeFunction, json, readJson } from "../infra/http.ts";
-
-/** Ids are issued by `POST /identity-verification/prepare`; anything else cannot be one of ours. */
-export const VerifyIdentityRequest = z.strictObject({
-  identityVerificationId: z.string().regex(
-    /^idv_[0-9a-f]{32}$/,
-    "must be an identityVerificationId we issued",
-  ),
-});
-export type VerifyIdentityRequest = z.infer<typeof VerifyIdentityRequest>;
-
-export const PrepareIdentityRequest = z.strictObject({});
-
-/** What the browser SDK's `requestIdentityVerification` needs besides its channel key. */
-export interface PrepareIdentityResponse {
-  readonly identityVerificationId: string;
-  readonly storeId: string;
-  readonly customer: { readonly customerId: string };
-}
-
-export type IdentityStatus =
-  | { readonly verified: false }
-  | {
-    readonly verified: true;
-    readonly nameMasked: string;
-    readonly operator: string | null;
-    readonly isForeigner: boolean | null;
-    readonly verifiedAt: string;
-  };
 
 const operators = ["SKT", "KT", "LGU", "SKT_MVNO", "KT_MVNO", "LGU_MVNO"] as const;
 const genders = ["MALE", "FEMALE", "OTHER"] as const;

@@ -4,12 +4,12 @@
  * fails loudly instead of charging or refunding wrongly.
  */
 import { z } from "./deps.ts";
+import { type PayMethod, payMethods } from "../contract/common.ts";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Payment methods a channel can be chosen for (the browser SDK's `payMethod` values). */
-export const payMethods = ["CARD", "EASY_PAY", "VIRTUAL_ACCOUNT", "TRANSFER", "MOBILE"] as const;
-export type PayMethod = (typeof payMethods)[number];
+export { type PayMethod, payMethods } from "../contract/common.ts";
 
 const nonEmpty = z.string().trim().min(1, "must not be empty");
 const webhookSecret = z.string().regex(/^whsec_[A-Za-z0-9+/=]{16,}$/, "must look like whsec_<base64>");
@@ -88,9 +88,11 @@ const envSchema = z.object({
   SUPABASE_DB_URL: postgresUrl.optional(),
   DATABASE_URL: postgresUrl.optional(),
   DB_POOL_MAX: z.coerce.number().int().min(1).max(20).default(1),
+  DB_PREPARE: z.enum(["auto", "true", "false"]).default("auto"),
   IDENTITY_CI_PEPPER: z.string().min(32, "must be at least 32 characters").optional(),
   CUSTOMER_CANCEL_POLICY: z.enum(["deny", "allow"]).default("deny"),
   RECONCILE_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  ALERT_WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
 });
 
 export interface Config {
@@ -114,7 +116,12 @@ export interface Config {
     readonly anonKey: string;
     readonly jwks: { keys: JsonWebKey[] } | undefined;
   };
-  readonly database: { readonly url: string; readonly poolMax: number };
+  readonly database: {
+    readonly url: string;
+    readonly poolMax: number;
+    /** Named prepared statements (one round trip less per statement), where the connection keeps them. */
+    readonly prepare: boolean;
+  };
   readonly identityCiPepper: string | undefined;
   /** How old a PortOne identity verification may be when its owner completes it with us. */
   readonly identityVerificationMaxAgeSeconds: number;
@@ -124,6 +131,8 @@ export interface Config {
   readonly customerCancelPolicy: "deny" | "allow";
   /** The bearer secret the scheduler presents to `reconcile`. */
   readonly reconcileSecret: string | undefined;
+  /** Slack/Discord incoming-webhook URL reconcile alerts to; a secret (never logged). */
+  readonly alertWebhookUrl: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -181,6 +190,17 @@ export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config 
   if (values && needs.includes("reconcile") && !values.RECONCILE_SECRET) {
     problems.push({ variable: "RECONCILE_SECRET", message: "is missing" });
   }
+  const databaseUrl = values?.DATABASE_URL ?? values?.SUPABASE_DB_URL;
+  // Supavisor's transaction mode (port 6543) hands each transaction to any server connection, where a
+  // statement prepared on another one does not exist; a failed `commit` there can even end as a rollback.
+  const transactionPooler = databaseUrl !== undefined && new URL(databaseUrl).port === "6543";
+  if (values?.DB_PREPARE === "true" && transactionPooler) {
+    problems.push({
+      variable: "DB_PREPARE",
+      message:
+        "must not be true with Supavisor's transaction pooler (port 6543): it does not keep prepared statements",
+    });
+  }
   if (problems.length > 0 || !values) throw new ConfigError(problems);
 
   return {
@@ -204,12 +224,21 @@ export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config 
       jwks: values.SUPABASE_JWKS,
     },
     // DATABASE_URL wins so a deploy can point functions at the transaction pooler
-    database: { url: (values.DATABASE_URL ?? values.SUPABASE_DB_URL)!, poolMax: values.DB_POOL_MAX },
+    database: {
+      url: databaseUrl!,
+      poolMax: values.DB_POOL_MAX,
+      // auto: only on the platform's own SUPABASE_DB_URL, a direct connection (as are session-mode poolers,
+      // which need DB_PREPARE=true); a DATABASE_URL override may be any pooler
+      prepare: values.DB_PREPARE === "auto"
+        ? !values.DATABASE_URL && !transactionPooler
+        : values.DB_PREPARE === "true",
+    },
     identityCiPepper: values.IDENTITY_CI_PEPPER,
     identityVerificationMaxAgeSeconds: values.IDENTITY_MAX_AGE_SECONDS,
     dataEncryptionKeys: values.DATA_ENCRYPTION_KEYS,
     customerCancelPolicy: values.CUSTOMER_CANCEL_POLICY,
     reconcileSecret: values.RECONCILE_SECRET,
+    alertWebhookUrl: values.ALERT_WEBHOOK_URL,
   };
 }
 

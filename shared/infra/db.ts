@@ -29,12 +29,14 @@ const int8AsSafeInteger = {
  * connection is lost (see db-client.ts): the database going away costs the requests that were using it a
  * 503, and the next request runs on a new connection.
  */
-export function createSql(url: string, options: { poolMax?: number } = {}): Sql {
+export function createSql(url: string, options: { poolMax?: number; prepare?: boolean } = {}): Sql {
   return createReplaceableSql(() =>
     postgres(url, {
-      prepare: false,
+      prepare: options.prepare ?? false,
       max: options.poolMax ?? 1,
-      idle_timeout: 20,
+      // A hosted worker lives 150–400 s; closing its connection sooner made the first request after a quiet
+      // spell pay a reconnect. TCP keepalives (postgres.js default, 60 s) keep idle NAT mappings open.
+      idle_timeout: 400,
       connect_timeout: 10,
       onnotice: () => {},
       types: { int8: int8AsSafeInteger },

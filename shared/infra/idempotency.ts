@@ -17,6 +17,7 @@
 import { isTransientDatabaseError, type Sql } from "./db.ts";
 import { sha256Hex } from "./crypto.ts";
 import { AppError, type ErrorCode } from "./errors.ts";
+import type { Row } from "./rows.ts";
 
 export interface StoredReply {
   readonly status: number;
@@ -145,7 +146,7 @@ export async function withIdempotency(
   await deliverPendingReleases(sql);
 
   // created_at travels as text both ways (`::text::timestamptz` below): a JS Date would drop its microseconds
-  const [claimed] = await sql<{ id: number; claimed_at: string }[]>`
+  const [claimed] = await sql<(Pick<Row<"idempotency_keys">, "id"> & { claimed_at: string })[]>`
     insert into public.idempotency_keys (user_id, route, key, request_hash, status, locked_until)
     values (${scope.userId}, ${scope.route}, ${scope.key}, ${requestHash}, 'in_progress',
             now() + make_interval(secs => ${timing.leaseMs / 1000}))
@@ -160,7 +161,7 @@ export async function withIdempotency(
 
   if (!claimed) {
     const [existing] = await sql<
-      { request_hash: string; status: string; response_status: number | null; response_body: unknown }[]
+      Pick<Row<"idempotency_keys">, "request_hash" | "status" | "response_status" | "response_body">[]
     >`
       select request_hash, status, response_status, response_body from public.idempotency_keys
       where user_id = ${scope.userId} and route = ${scope.route} and key = ${scope.key}`;

@@ -18,7 +18,10 @@ export interface AppDeps {
 export function createAppDeps(config: Config): AppDeps {
   return {
     config,
-    sql: createSql(config.database.url, { poolMax: config.database.poolMax }),
+    sql: createSql(config.database.url, {
+      poolMax: config.database.poolMax,
+      prepare: config.database.prepare,
+    }),
     portone: createPortOneGateway(config.portone),
     verifyAccessToken: createAccessTokenVerifier({
       supabaseUrl: config.supabase.url,

@@ -14,9 +14,9 @@
  * it otherwise.
  */
 import type { Caller } from "../infra/auth.ts";
-import { bankCodes, pgProvidersRequiringRefundPhone } from "../portone/banks.ts";
+import { pgProvidersRequiringRefundPhone } from "../portone/banks.ts";
 import type { TransactionSql } from "../infra/db.ts";
-import { z } from "../infra/deps.ts";
+import { CancelRequest, type CancelResponse, RefundAccount } from "../contract/cancel.ts";
 import { AppError } from "../infra/errors.ts";
 import { defineFunction, type EdgeFunction, readJson, replyJson } from "../infra/http.ts";
 import { sha256Hex } from "../infra/crypto.ts";
@@ -26,35 +26,7 @@ import { log } from "../infra/log.ts";
 import { type PaymentCancellation, PortOneRefusal } from "../portone/gateway.ts";
 import { maskDigits } from "../portone/snapshot.ts";
 import type { AppDeps } from "../infra/runtime.ts";
-import { paymentIdSchema } from "./confirm.ts";
 import { syncPayment } from "./sync.ts";
-
-const money = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
-
-export const RefundAccount = z.strictObject({
-  bank: z.enum(bankCodes),
-  number: z.string().regex(/^[0-9]{6,20}$/, "must be 6 to 20 digits"),
-  holderName: z.string().trim().min(1).max(50),
-  holderPhoneNumber: z.string().regex(/^[0-9]{9,11}$/, "must be 9 to 11 digits").optional(),
-});
-export type RefundAccount = z.infer<typeof RefundAccount>;
-
-export const CancelRequest = z.strictObject({
-  paymentId: paymentIdSchema,
-  amount: money.optional(),
-  taxFreeAmount: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-  reason: z.string().trim().min(1).max(200),
-  refundAccount: z.unknown().optional(),
-});
-export type CancelRequest = z.infer<typeof CancelRequest>;
-
-export interface CancelResponse {
-  readonly paymentId: string;
-  readonly status: string;
-  readonly cancellation: { readonly id: string; readonly amount: number; readonly status: string };
-  readonly cancelledAmount: number;
-  readonly cancellableAmount: number;
-}
 
 interface LockedPayment {
   id: string;

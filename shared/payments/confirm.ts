@@ -2,24 +2,12 @@
  * `confirm`: after the payment window closes, the browser asks us to confirm; we never trust what it says
  * about the payment and run the shared sync (re-fetch → verify → apply) instead.
  */
-import { z } from "../infra/deps.ts";
+import { ConfirmRequest, type ConfirmResponse } from "../contract/confirm.ts";
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { defineFunction, type EdgeFunction, json, readJson } from "../infra/http.ts";
-import { type PaymentView, syncPayment } from "./sync.ts";
-
-export const paymentIdSchema = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, "must be a paymentId from prepare");
-
-export const ConfirmRequest = z.strictObject({ paymentId: paymentIdSchema });
-export type ConfirmRequest = z.infer<typeof ConfirmRequest>;
-
-export interface ConfirmResponse {
-  readonly paymentId: string;
-  readonly status: PaymentView["status"];
-  readonly order: PaymentView["order"];
-  readonly virtualAccount?: PaymentView["virtualAccount"];
-}
+import { syncPayment } from "./sync.ts";
 
 export async function confirmPayment(
   deps: AppDeps,

@@ -3,9 +3,9 @@
  * browser SDK's `requestPayment` needs. The amount comes from the order, never from the client, and is
  * pre-registered at PortOne so the payment window refuses any other amount.
  */
-import { channelKeyFor, payMethods } from "../infra/config.ts";
+import { channelKeyFor } from "../infra/config.ts";
 import { newPaymentId } from "../infra/crypto.ts";
-import { z } from "../infra/deps.ts";
+import { PrepareRequest, type PrepareResponse } from "../contract/prepare.ts";
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
 import { PortOneRefusal } from "../portone/gateway.ts";
@@ -13,23 +13,6 @@ import type { AppDeps } from "../infra/runtime.ts";
 import { defineFunction, type EdgeFunction, readJson, replyJson } from "../infra/http.ts";
 import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
 import { requireOwnOrder } from "./ownership.ts";
-
-export const PrepareRequest = z.strictObject({
-  orderId: z.uuid(),
-  payMethod: z.enum(payMethods).optional(),
-});
-export type PrepareRequest = z.infer<typeof PrepareRequest>;
-
-export interface PrepareResponse {
-  readonly paymentId: string;
-  readonly storeId: string;
-  readonly channelKey: string;
-  readonly orderName: string;
-  readonly totalAmount: number;
-  readonly taxFreeAmount: number;
-  readonly currency: string;
-  readonly customer: { readonly customerId: string };
-}
 
 interface Attempt {
   id: string;

@@ -15,33 +15,14 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { abandonedCancellationCutoff, recoverAbandonedCancellations } from "./cancel.ts";
-import { z } from "../infra/deps.ts";
+import { type ReconcileReport, ReconcileRequest } from "../contract/reconcile.ts";
 import { AppError } from "../infra/errors.ts";
 import { defineFunction, type EdgeFunction, json, readBodyText, validate } from "../infra/http.ts";
 import { log } from "../infra/log.ts";
 import { parsePayment } from "../portone/snapshot.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { applySnapshot, syncPayment } from "./sync.ts";
-
-export const ReconcileRequest = z.strictObject({
-  /** How far back PortOne's payments are scanned (by creation time). */
-  lookbackMinutes: z.number().int().min(1).max(90 * 24 * 60).default(3 * 24 * 60),
-  /** An upper bound on the PortOne payments one run looks at. */
-  maxPayments: z.number().int().min(1).max(10_000).default(2_000),
-  /** An upper bound on our own waiting payments one run re-fetches. */
-  maxWaiting: z.number().int().min(0).max(1_000).default(200),
-});
-export type ReconcileRequest = z.infer<typeof ReconcileRequest>;
-
-/** Counters filled in as a run goes. */
-export interface ReconcileReport {
-  window: { from: string; until: string };
-  portone: { scanned: number; applied: number; unchanged: number; notOurs: number; unrecognized: number };
-  waiting: { checked: number; applied: number; failed: number };
-  cancellations: { abandonedPayments: number; cleared: number };
-  /** Webhook deliveries that failed and were not retried to success (for alerting). */
-  failedWebhooks: number;
-}
+import { afterReconcile } from "../operate/alerts.ts";
 
 const pageSize = 100;
 
@@ -142,6 +123,7 @@ export async function reconcile(deps: AppDeps, input: ReconcileRequest): Promise
     select count(*)::int as n from public.webhook_logs
     where status = 'failed' or (status = 'processing' and lease_expires_at < now())`;
   report.failedWebhooks = failed?.n ?? 0;
+  await afterReconcile(deps, report);
   log("info", "reconcile_finished", { ...report });
   return report;
 }

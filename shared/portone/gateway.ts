@@ -10,11 +10,16 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import {
-  PortOne,
+  BillingKeyError,
+  IdentityVerificationClient,
+  IdentityVerificationError,
+  PaymentClient,
+  PaymentError,
   type PortOneBillingKey,
   type PortOneCommon,
   type PortOneIdentityVerification,
   type PortOnePayment,
+  PortOneWebhook,
 } from "../infra/deps.ts";
 import { AppError } from "../infra/errors.ts";
 import { log } from "../infra/log.ts";
@@ -25,7 +30,17 @@ export type BillingKeyInfo = PortOneBillingKey.BillingKeyInfo;
 export type IdentityVerification = PortOneIdentityVerification.IdentityVerification;
 export type Bank = PortOneCommon.Bank;
 export type Currency = PortOneCommon.Currency;
-export const { verify: verifyWebhookSignature, WebhookVerificationError } = PortOne.Webhook;
+export const { verify: verifyWebhookSignature, WebhookVerificationError } = PortOneWebhook;
+
+/**
+ * What the SDK throws when PortOne answered with an error body: the base class of each API group we call
+ * (the common RestError is exported only by the SDK's root module, which we do not load). A call into
+ * another API group adds that group's error class here.
+ */
+function isRestError(error: unknown): error is { data?: unknown } {
+  return error instanceof PaymentError || error instanceof BillingKeyError ||
+    error instanceof IdentityVerificationError;
+}
 
 /** PortOne answered, with one of its documented refusal types (`data.type`). */
 export class PortOneRefusal extends Error {
@@ -118,7 +133,7 @@ function installFetchHook(): void {
 }
 
 function translate(operation: string, error: unknown): never {
-  if (error instanceof PortOne.RestError) {
+  if (isRestError(error)) {
     const data = (error.data ?? {}) as { type?: unknown };
     if (typeof data.type === "string" && documentedRefusals.has(data.type)) {
       if (data.type === "UNAUTHORIZED" || data.type === "FORBIDDEN") {
@@ -177,8 +192,8 @@ export function createPortOneGateway(options: PortOneGatewayOptions) {
   installFetchHook();
   const origin = new URL(options.apiBase).origin;
   const init = { secret: options.apiSecret, baseUrl: origin, storeId: options.storeId };
-  const payments = PortOne.PaymentClient(init);
-  const identity = PortOne.IdentityVerificationClient(init);
+  const payments = PaymentClient(init);
+  const identity = IdentityVerificationClient(init);
   const storeId = options.storeId;
 
   async function call<T>(

@@ -2,18 +2,20 @@
  * A real browser: headless Chromium (Debian's package) opens the demo checkout page, buys a product
  * through the sandbox's payment window, sees the confirmed status, and cancels. The page is opened on a
  * different origin (localhost) than SUPABASE_URL (127.0.0.1), so every functions call is a cross-origin
- * request with a preflight: this is also the CORS test for browser clients.
+ * request with a preflight: this is also the CORS test for browser clients. The same stack and browser then
+ * drive the operations page (operations-page.ts).
  */
 import assert from "node:assert/strict";
 import { chromium } from "../support/deps.ts";
 import { createScratchDatabase } from "../support/database.ts";
 import { repoRoot } from "./keys.ts";
 import { control, spawnStack } from "./test-support.ts";
+import { operationsPageSteps } from "./operations-page.ts";
 
 const chromiumPath = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
 const screenshot = `${repoRoot}.artifacts/checkout.png`;
 
-Deno.test("devstack: demo checkout in headless Chromium", async (t) => {
+Deno.test("devstack: demo checkout and the operations page in headless Chromium", async (t) => {
   // the suite's server when there is one (fast), else the stack's own throwaway cluster
   const suiteServer = Deno.env.get("TEST_ADMIN_DATABASE_URL");
   const scratch = suiteServer ? await createScratchDatabase(suiteServer) : null;
@@ -114,6 +116,9 @@ Deno.test("devstack: demo checkout in headless Chromium", async (t) => {
       // deno-lint-ignore no-console -- where to find the artifact
       console.log(`  screenshot: ${screenshot}`);
     });
+
+    // the operations page on the same stack and browser
+    await operationsPageSteps(t, stack, browser);
   } finally {
     await browser.close();
     await stack.stop();

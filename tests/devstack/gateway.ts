@@ -1,7 +1,9 @@
 /**
  * The local stand-in for Supabase's API gateway on one port: `/functions/v1/<name>[/...]` to the real
  * function modules (verify_jwt from config.toml, enforced like the local edge runtime does),
- * `/auth/v1/.well-known/jwks.json`, a minimal `/rest/v1` (rest.ts) and the demo checkout page.
+ * `/auth/v1/.well-known/jwks.json`, a minimal `/rest/v1` (rest.ts) and the demo checkout page, with the
+ * typed client bundled for browsers (`/devstack/payments-client.js`) and the functions' description
+ * (`/devstack/v1/openapi.json`).
  */
 import type { EdgeFunction } from "../../shared/infra/http.ts";
 import type { Sql } from "../../shared/infra/deps.ts";
@@ -33,10 +35,42 @@ const preflightMethods = "GET, HEAD, PUT, PATCH, POST, DELETE, OPTIONS";
 const defaultAllowedHeaders = "authorization, x-client-info, apikey, content-type, idempotency-key";
 
 const demoDir = new URL("./demo/", import.meta.url);
+const repoDir = new URL("../../", import.meta.url);
+const openApiFile = new URL("shared/contract/functions.openapi.json", repoDir);
+
+/** shared/client/ bundled for browsers by `deno bundle`, once per stack, on first request. */
+let clientBundle: Promise<Uint8Array<ArrayBuffer>> | null = null;
+function paymentsClientBundle(): Promise<Uint8Array<ArrayBuffer>> {
+  return clientBundle ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "payments-client-" });
+    try {
+      const result = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "bundle",
+          "--quiet",
+          "--platform",
+          "browser",
+          "-o",
+          `${dir}/client.js`,
+          "shared/client/mod.ts",
+        ],
+        cwd: repoDir,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      if (!result.success) throw new Error(`deno bundle failed: ${new TextDecoder().decode(result.stderr)}`);
+      return await Deno.readFile(`${dir}/client.js`);
+    } finally {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  })();
+}
 const demoFiles: Record<string, { file: string; type: string }> = {
   "/": { file: "index.html", type: "text/html; charset=utf-8" },
   "/demo/": { file: "index.html", type: "text/html; charset=utf-8" },
   "/demo/checkout.js": { file: "checkout.js", type: "text/javascript; charset=utf-8" },
+  "/demo/operations": { file: "operations.html", type: "text/html; charset=utf-8" },
+  "/demo/operations.js": { file: "operations.js", type: "text/javascript; charset=utf-8" },
 };
 
 function withCors(response: Response): Response {
@@ -124,6 +158,16 @@ export function createGateway(options: GatewayOptions): (request: Request) => Pr
     if (path === "/devstack/supabase-js.js" && request.method === "GET") {
       return new Response(await Deno.readFile(options.supabaseJsFile), {
         headers: { "content-type": "text/javascript; charset=utf-8", "cache-control": "max-age=3600" },
+      });
+    }
+    if (path === "/devstack/payments-client.js" && request.method === "GET") {
+      return new Response(await paymentsClientBundle(), {
+        headers: { "content-type": "text/javascript; charset=utf-8", "cache-control": "no-store" },
+      });
+    }
+    if (path === "/devstack/v1/openapi.json" && request.method === "GET") {
+      return new Response(await Deno.readFile(openApiFile), {
+        headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
       });
     }
     if (path === "/favicon.ico") return new Response(null, { status: 204 });

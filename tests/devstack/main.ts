@@ -57,10 +57,14 @@ say(`anon key          ${state.anonKey}`);
 say(`JWKS              ${state.supabaseUrl}/auth/v1/.well-known/jwks.json`);
 say(`demo checkout     ${state.supabaseUrl}/`);
 say(
+  `operations page   ${state.supabaseUrl}/demo/operations   (health, payments, timelines, webhooks, refunds)`,
+);
+say(
   `database          ${state.databaseUrl}   (${
     state.database === "cluster" ? "throwaway cluster, removed on exit" : "DATABASE_URL"
   })`,
 );
+say(`PostgreSQL        ${state.postgres ? state.postgres.description : "the server at DATABASE_URL"}`);
 if (state.sandbox) {
   say(
     `PortOne sandbox   API ${state.sandbox.url}   control ${state.sandbox.controlUrl}   store ${state.sandbox.storeId}`,
@@ -76,6 +80,9 @@ say(`state file        ${Deno.env.get("DEVSTACK_STATE_FILE") ?? ".artifacts/devs
 say();
 say("Functions:");
 for (const line of fnLines) say(line);
+say();
+say("In another terminal, SUPABASE_URL, ANON_KEY, TOKEN, USER_ID, RECONCILE_SECRET, SANDBOX_CONTROL_URL:");
+say(`  eval "$(deno task -q env)"             # or: deno task -q env [--admin] <user-uuid>`);
 say();
 say("A user token (creates the auth.users row):");
 say("  TOKEN=$(deno task -q token)            # or: deno task -q token [--admin] <user-uuid>");

@@ -15,6 +15,7 @@ import { applyBootstrap, pushMigrations, runSql, withDatabase } from "../support
 import { parseToml } from "../support/deps.ts";
 import { type Sandbox, startSandbox } from "../sandbox/sandbox.ts";
 import { createGateway, type LoadedFunction } from "./gateway.ts";
+import { describePostgres, findPostgres, type PostgresBinaries } from "./postgres-finder.ts";
 import { defaultStateFile, type DevKeys, loadDevKeys, repoRoot } from "./keys.ts";
 
 /** The variables that switch from the sandbox to a real PortOne store; all or none. */
@@ -35,6 +36,8 @@ export interface StackState {
   /** Superuser, or DATABASE_URL itself when one was given. */
   readonly adminDatabaseUrl: string;
   readonly database: "cluster" | "DATABASE_URL";
+  /** Whose PostgreSQL runs the throwaway cluster (null with DATABASE_URL). */
+  readonly postgres: { readonly source: "system" | "embedded"; readonly description: string } | null;
   readonly portone: "sandbox" | "external";
   readonly sandbox: { readonly url: string; readonly controlUrl: string; readonly storeId: string } | null;
   readonly webhookUrl: string;
@@ -218,6 +221,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     let adminUrl: string;
     let appUrl: string;
     let startDatabase: () => Promise<void>;
+    let binaries: PostgresBinaries | null = null;
     if (env.DATABASE_URL) {
       adminUrl = appUrl = env.DATABASE_URL;
       startDatabase = async () => {};
@@ -229,7 +233,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       app.password = "postgres";
       appUrl = app.toString();
       startDatabase = async () => {
-        const cluster: Cluster = await startCluster({ port });
+        binaries = await findPostgres(env, progress);
+        progress(`database: ${describePostgres(binaries)}`);
+        const cluster: Cluster = await startCluster({ port, binDir: binaries.binDir });
         cleanups.push(() => cluster.stop());
         progress(`database: throwaway PostgreSQL cluster on 127.0.0.1:${port} (${elapsed()})`);
       };
@@ -343,6 +349,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       databaseUrl: appUrl,
       adminDatabaseUrl: adminUrl,
       database: env.DATABASE_URL ? "DATABASE_URL" : "cluster",
+      postgres: binaries === null
+        ? null
+        : { source: (binaries as PostgresBinaries).source, description: describePostgres(binaries) },
       portone: sandbox ? "sandbox" : "external",
       sandbox: sandboxInfo,
       webhookUrl,

@@ -2,7 +2,8 @@
  * State transitions shared by the REST routes and the customer simulation, each paired with the
  * webhook PortOne sends for it, so the two entry points cannot drift apart.
  */
-import type { PortOne, PortOnePayment } from "../../shared/infra/deps.ts";
+import type { PortOnePayment } from "../../shared/infra/deps.ts";
+import type { PortOne } from "../support/deps.ts";
 import type { Random } from "./faults.ts";
 import {
   type CancellationRecord,

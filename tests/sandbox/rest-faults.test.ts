@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PortOne } from "../../shared/infra/deps.ts";
+import { PortOne } from "../support/deps.ts";
 import { startSandbox } from "./sandbox.ts";
 import { rejectsWith } from "./test-support.ts";
 

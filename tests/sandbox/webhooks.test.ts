@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PortOne } from "../../shared/infra/deps.ts";
+import { PortOne } from "../support/deps.ts";
 import { StandardWebhook } from "../support/deps.ts";
 import { type Sandbox, startSandbox } from "./sandbox.ts";
 import { type ReceivedWebhook, startReceiver } from "./test-support.ts";

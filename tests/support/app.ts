@@ -12,6 +12,7 @@ import { reconcileHandler } from "../../shared/payments/reconcile.ts";
 import { billingKeyHandler } from "../../shared/billing/handler.ts";
 import { identityVerificationHandler } from "../../shared/identity/identity-verification.ts";
 import { webhookHandler } from "../../shared/webhook/webhook.ts";
+import { adminHandler } from "../../shared/operate/handler.ts";
 import type { EdgeFunction } from "../../shared/infra/http.ts";
 import { type Sandbox, startSandbox } from "../sandbox/sandbox.ts";
 import type { SandboxOptions } from "../sandbox/sandbox.ts";
@@ -109,6 +110,8 @@ export function testEnv(
     DATABASE_URL: appDatabaseUrl(),
     // production's one connection per isolate: a query that waited on its own open transaction would hang
     DB_POOL_MAX: "1",
+    // production's default on the platform's direct connection (DATABASE_URL alone would turn it off)
+    DB_PREPARE: "true",
     IDENTITY_CI_PEPPER: "test-pepper-0123456789abcdef0123456789",
     RECONCILE_SECRET: testReconcileSecret,
     ...extra,
@@ -125,6 +128,7 @@ function bindFunctions(deps: AppDeps) {
     "identity-verification": identityVerificationHandler(deps),
     webhook: webhookHandler(deps),
     reconcile: reconcileHandler(deps),
+    admin: adminHandler(deps),
   } satisfies Record<string, EdgeFunction>;
 }
 

@@ -54,7 +54,7 @@ export async function requireExtensions(adminUrl: string, names: Record<string, 
       if (!rows.some((row) => row.name === name)) {
         throw new PrerequisiteError(
           `${label} is not installed for PostgreSQL ${major}: install it with \`apt-get install postgresql-${major}-${
-            name.replaceAll("_", "-")
+            name.replace(/^pg_/, "").replaceAll("_", "-")
           }\``,
         );
       }

@@ -30,12 +30,14 @@ export interface Cluster {
 
 export interface ClusterOptions {
   readonly port?: number;
+  /** Where initdb, pg_ctl and postgres are (default: the machine's own, findServerBinDir). */
+  readonly binDir?: string;
   /**
-   * Production durability: fsync, synchronous_commit and full_page_writes on. The default is off for
-   * speed, which loses acknowledged commits on a crash — fine for tests that never crash the server, wrong
-   * for any test that claims a write survived one.
+   * fsync, synchronous_commit and full_page_writes on, as on a production server (the bench measures with
+   * them, and so does every test that claims a write survived a crash). Off by default: the suite trades
+   * durability it does not need for speed, and an immediate stop then loses acknowledged commits.
    */
-  readonly durable?: boolean;
+  readonly productionDurability?: boolean;
   readonly maxConnections?: number;
 }
 
@@ -88,6 +90,10 @@ export function freePort(): number {
 
 const isRoot = Deno.uid() === 0;
 
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
 /** Runs a server binary, as the postgres system user when we are root. */
 async function runServerCommand(binDir: string, cmd: string, args: string[]): Promise<void> {
   const program = isRoot ? "runuser" : `${binDir}/${cmd}`;
@@ -119,6 +125,8 @@ interface Owner {
   readonly pid: number;
   /** The owner's start time in clock ticks since boot (/proc/<pid>/stat field 22): tells a reused pid. */
   readonly started: string | null;
+  /** The server binaries that run the cluster (they stop it too). */
+  readonly binDir?: string;
 }
 
 function processStart(pid: number): string | null {
@@ -167,7 +175,7 @@ export async function removeAbandonedClusters(): Promise<string[]> {
     if (typeof owner.pid !== "number" || isAlive(owner)) continue;
     try {
       Deno.statSync(`${dir}/data/postmaster.pid`);
-      const binDir = await findServerBinDir();
+      const binDir = owner.binDir ?? await findServerBinDir();
       await runServerCommand(binDir, "pg_ctl", ["-D", `${dir}/data`, "-m", "immediate", "-w", "stop"])
         .catch(() => {});
     } catch {
@@ -180,10 +188,10 @@ export async function removeAbandonedClusters(): Promise<string[]> {
 }
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
-  const binDir = await findServerBinDir();
+  const binDir = options.binDir ?? await findServerBinDir();
   const dir = await Deno.makeTempDir({ prefix: clusterPrefix });
   // who made it, so that a later run can remove it if this process dies without cleaning up
-  const owner: Owner = { pid: Deno.pid, started: processStart(Deno.pid) };
+  const owner: Owner = { pid: Deno.pid, started: processStart(Deno.pid), binDir };
   await Deno.writeTextFile(`${dir}/${ownerFile}`, JSON.stringify(owner));
   if (isRoot) {
     const { uid, gid } = await postgresUserIds();
@@ -192,7 +200,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const dataDir = `${dir}/data`;
   const port = options.port ?? freePort();
   const logFile = `${dir}/server.log`;
-  const durability = options.durable ? "on" : "off";
+  const durability = options.productionDurability ? "on" : "off";
   const serverOptions = [
     `-p ${port}`,
     "-c listen_addresses=127.0.0.1",
@@ -201,6 +209,14 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     `-c synchronous_commit=${durability}`,
     `-c full_page_writes=${durability}`,
     `-c max_connections=${options.maxConnections ?? 200}`,
+    // pg_cron when installed (postgresql-15-cron): jobs run in background workers, in this database
+    ...(await exists(`${binDir}/../lib/pg_cron.so`)
+      ? [
+        "-c shared_preload_libraries=pg_cron",
+        "-c cron.database_name=postgres",
+        "-c cron.use_background_workers=on",
+      ]
+      : []),
   ].join(" ");
   let started = false;
   const start = async () => {
@@ -242,7 +258,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       "--auth=trust",
       "--encoding=UTF8",
       "--locale=C.UTF-8",
-      ...(options.durable ? [] : ["--no-sync"]),
+      ...(options.productionDurability ? [] : ["--no-sync"]),
     ]);
     await start();
   } catch (error) {

@@ -1,22 +1,17 @@
 // The demo checkout, written the way a merchant's page would use supabase-js: products and orders through
-// the REST API, payments through Edge Functions. The only dev-stack specifics are signing in (there is no
-// Supabase Auth locally, so /devstack/v1/token mints a user) and the payment window, which is the
-// sandbox's customer simulation instead of PortOne's browser SDK.
+// the REST API, payments through Edge Functions with our typed client (shared/client/, bundled for the
+// browser by the stack). The only dev-stack specifics are signing in (there is no Supabase Auth locally,
+// so /devstack/v1/token mints a user) and the payment window, which is the sandbox's customer simulation
+// instead of PortOne's browser SDK.
+// (imported by URL at run time: the bundle exists only as the stack's answer, not as a file)
+const { createPaymentsClient } = await import(new URL("/devstack/payments-client.js", location.href).href);
+
 const $ = (id) => document.getElementById(id);
 const won = (n) => `${Number(n).toLocaleString("ko-KR")}원`;
 
 function showError(message) {
   $("error").textContent = message;
   document.body.dataset.state = "error";
-}
-
-async function invoke(client, name, body, headers = {}) {
-  const { data, error } = await client.functions.invoke(name, { body, headers });
-  if (!error) return { data, status: 200 };
-  // FunctionsHttpError carries the Response; our functions answer { error: { code, message } }
-  const status = error.context?.status ?? 0;
-  const payload = await error.context?.json?.().catch(() => null);
-  return { error: payload?.error ?? { code: "network", message: error.message }, status };
 }
 
 async function main() {
@@ -37,21 +32,24 @@ async function main() {
     li.querySelector("span").textContent = `${product.name} · ${won(product.unit_price)}`;
     const button = li.querySelector("button");
     button.dataset.product = product.id;
-    button.addEventListener("click", () => checkout(client, config, session, product));
+    button.addEventListener(
+      "click",
+      () => checkout(client, createPaymentsClient(client), config, session, product),
+    );
     return li;
   }));
   document.body.dataset.state = "ready";
 }
 
-async function checkout(client, config, session, product) {
+async function checkout(client, payments, config, session, product) {
   $("error").textContent = "";
   const { data: order, error } = await client.rpc("create_order", {
     items: [{ product_id: product.id, quantity: 1 }],
   });
   if (error) return showError(`create_order: ${error.message}`);
 
-  const prepared = await invoke(client, "prepare", { orderId: order.id });
-  if (prepared.error) return showError(`prepare: ${prepared.error.message}`);
+  const prepared = await payments.prepare({ orderId: order.id });
+  if (!prepared.ok) return showError(`prepare: ${prepared.error.code}: ${prepared.error.message}`);
   const checkout = prepared.data;
   $("order-name").textContent = checkout.orderName;
   $("amount").textContent = won(checkout.totalAmount);
@@ -80,8 +78,8 @@ async function checkout(client, config, session, product) {
     });
     if (!paid.ok) return showError(`payment window: ${(await paid.json()).message}`);
 
-    const confirmed = await invoke(client, "confirm", { paymentId: checkout.paymentId });
-    if (confirmed.error) return showError(`confirm: ${confirmed.error.message}`);
+    const confirmed = await payments.confirm({ paymentId: checkout.paymentId });
+    if (!confirmed.ok) return showError(`confirm: ${confirmed.error.code}: ${confirmed.error.message}`);
     $("payment-status").textContent = confirmed.data.status;
     await showOrderStatus(client, order.id);
     $("result").hidden = false;
@@ -96,18 +94,13 @@ async function checkout(client, config, session, product) {
       method: "POST",
       body: JSON.stringify({ userId: "00000000-0000-4000-8000-00000000ad01", admin: true }),
     })).json();
-    const staff = supabase.createClient(config.supabaseUrl, config.anonKey, {
+    const staff = createPaymentsClient(supabase.createClient(config.supabaseUrl, config.anonKey, {
       accessToken: () => Promise.resolve(merchant.accessToken),
-    });
-    // one key per user intent: a retried click of the same cancellation must not refund twice
-    const idempotencyKey = crypto.randomUUID();
-    const cancelled = await invoke(
-      staff,
-      "cancel",
-      { paymentId: checkout.paymentId, reason: "demo checkout" },
-      { "idempotency-key": idempotencyKey },
-    );
-    if (cancelled.error) return showError(`cancel: ${cancelled.error.message}`);
+    }));
+    // the client sends one Idempotency-Key per call and resends it on a transient failure, so a retried
+    // cancellation never refunds twice
+    const cancelled = await staff.cancel({ paymentId: checkout.paymentId, reason: "demo checkout" });
+    if (!cancelled.ok) return showError(`cancel: ${cancelled.error.code}: ${cancelled.error.message}`);
     $("cancel-result").textContent = `refunded ${won(cancelled.data.cancelledAmount)}`;
     $("payment-status").textContent = cancelled.data.status;
     await showOrderStatus(client, order.id);

@@ -137,3 +137,19 @@ alter function auth.uid() owner to supabase_auth_admin;
 alter function auth.role() owner to supabase_auth_admin;
 alter function auth.email() owner to supabase_auth_admin;
 alter function auth.jwt() owner to supabase_auth_admin;
+
+-- pg_cron ---------------------------------------------------------------------------------------------
+-- On Supabase the migration role may create pg_cron (a privileged extension) and then holds its schema.
+-- Plain PostgreSQL lets only a superuser create it, so where the server preloads pg_cron (the test
+-- cluster does when postgresql-15-cron is installed) it is created here with the grants Supabase gives.
+-- cron.database_name is defined only when the library is preloaded.
+do $$
+begin
+  if current_setting('cron.database_name', true) = current_database() then
+    create extension if not exists pg_cron with schema pg_catalog;
+    grant usage on schema cron to postgres with grant option;
+    grant all on all tables in schema cron to postgres with grant option;
+    grant all on all sequences in schema cron to postgres with grant option;
+  end if;
+end
+$$;

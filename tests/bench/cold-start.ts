@@ -1,0 +1,43 @@
+/**
+ * One cold start, run as a fresh process by the bench: import a function module, answer one request,
+ * print `{ importMs, requestMs, status, peakRssKiB }` as one JSON line, exit.
+ *
+ * Usage: deno run --allow-all tests/bench/cold-start.ts <module path> <request JSON>
+ * where the request JSON is `{ method, path, headers, body }`.
+ */
+import { peakRssKiB } from "./proc.ts";
+
+const [modulePath, requestJson] = Deno.args;
+if (!modulePath || !requestJson) throw new Error("usage: cold-start.ts <module> <request JSON>");
+const spec = JSON.parse(requestJson) as {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body?: string;
+};
+
+const t0 = performance.now();
+const module = await import(new URL(modulePath, `file://${Deno.cwd()}/`).href) as {
+  default: { fetch(request: Request): Promise<Response> };
+};
+const t1 = performance.now();
+const response = await module.default.fetch(
+  new Request(`http://127.0.0.1${spec.path}`, {
+    method: spec.method,
+    headers: spec.headers,
+    body: spec.body,
+  }),
+);
+await response.arrayBuffer();
+const t2 = performance.now();
+Deno.stdout.writeSync(new TextEncoder().encode(
+  `${
+    JSON.stringify({
+      importMs: t1 - t0,
+      requestMs: t2 - t1,
+      status: response.status,
+      peakRssKiB: peakRssKiB(),
+    })
+  }\n`,
+));
+Deno.exit(0);

@@ -1,0 +1,113 @@
+/**
+ * Cold start of every function: a fresh process imports the function's module, answers one request that
+ * needs no database (bad input after a verified token, a bad signature, a missing secret), and exits.
+ * Wall time from spawn to exit and the process's peak RSS, against a hello-world module in the same rounds.
+ */
+import { signAccessToken } from "../support/auth.ts";
+import { childEnv, median, repoRoot } from "./support.ts";
+
+export interface ColdStart {
+  readonly wallMs: number;
+  readonly importMs: number;
+  readonly peakRssMiB: number;
+  readonly status: number;
+}
+
+interface RequestSpec {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body?: string;
+}
+
+async function requestFor(name: string): Promise<RequestSpec> {
+  const path = `/functions/v1/${name}`;
+  if (name === "hello") return { method: "GET", path, headers: {} };
+  if (name === "webhook") {
+    return {
+      method: "POST",
+      path,
+      headers: {
+        "content-type": "application/json",
+        "webhook-id": "msg_cold_start",
+        "webhook-timestamp": String(Math.floor(Date.now() / 1000)),
+        "webhook-signature": "v1,bm90IGEgcmVhbCBzaWduYXR1cmUgYXQgYWxsISE=",
+      },
+      body: JSON.stringify({ type: "Transaction.Paid", timestamp: new Date().toISOString(), data: {} }),
+    };
+  }
+  if (name === "reconcile") return { method: "POST", path, headers: {}, body: "{}" };
+  const token = await signAccessToken(crypto.randomUUID());
+  return {
+    method: "POST",
+    path,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: "{}",
+  };
+}
+
+async function once(
+  root: string,
+  modulePath: string,
+  request: RequestSpec,
+  env: Record<string, string>,
+): Promise<ColdStart> {
+  const started = performance.now();
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "tests/bench/cold-start.ts", modulePath, JSON.stringify(request)],
+    cwd: root,
+    env: childEnv(env),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const wallMs = performance.now() - started;
+  const text = new TextDecoder().decode(output.stdout);
+  const line = text.split("\n").find((l) => l.startsWith('{"importMs"'));
+  if (!output.success || !line) {
+    throw new Error(`cold start of ${modulePath} failed: ${text}${new TextDecoder().decode(output.stderr)}`);
+  }
+  const parsed = JSON.parse(line) as { importMs: number; status: number; peakRssKiB: number };
+  return { wallMs, importMs: parsed.importMs, peakRssMiB: parsed.peakRssKiB / 1024, status: parsed.status };
+}
+
+/**
+ * Every function in supabase/functions plus `hello`, `rounds` times interleaved; medians per function. With
+ * a baseline tree, its functions run interleaved with ours and come back under `baseline:<name>`.
+ */
+export async function measureColdStarts(
+  env: Record<string, string>,
+  rounds = 5,
+  baselineRoot?: string,
+): Promise<Record<string, ColdStart>> {
+  const names = ["hello"];
+  for (const entry of Deno.readDirSync(`${repoRoot}supabase/functions`)) {
+    if (entry.isDirectory && !entry.name.startsWith("_")) names.push(entry.name);
+  }
+  names.sort((a, b) => (a === "hello" ? -1 : b === "hello" ? 1 : a.localeCompare(b)));
+  const runs: { key: string; root: string; name: string }[] = [];
+  for (const name of names) {
+    runs.push({ key: name, root: repoRoot, name });
+    if (baselineRoot && name !== "hello") runs.push({ key: `baseline:${name}`, root: baselineRoot, name });
+  }
+  const samples = new Map<string, ColdStart[]>(runs.map((run) => [run.key, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (const run of runs) {
+      const modulePath = run.name === "hello"
+        ? "tests/bench/hello.ts"
+        : `supabase/functions/${run.name}/index.ts`;
+      samples.get(run.key)!.push(await once(run.root, modulePath, await requestFor(run.name), env));
+    }
+  }
+  const result: Record<string, ColdStart> = {};
+  for (const [name, list] of samples) {
+    result[name] = {
+      wallMs: median(list.map((s) => s.wallMs)),
+      importMs: median(list.map((s) => s.importMs)),
+      peakRssMiB: median(list.map((s) => s.peakRssMiB)),
+      status: list[0]!.status,
+    };
+  }
+  return result;
+}

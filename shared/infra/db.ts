@@ -4,6 +4,9 @@
  * `prepare: false` because Supabase's transaction pooler cannot keep prepared statements.
  */
 import { postgres, type Sql } from "./deps.ts";
+import { createReplaceableSql } from "./db-client.ts";
+
+export { isConnectionLostError, isTransientDatabaseError } from "./db-errors.ts";
 
 export type { Sql, TransactionSql } from "./deps.ts";
 
@@ -21,25 +24,23 @@ const int8AsSafeInteger = {
   },
 };
 
+/**
+ * The client every function uses. Behind it is a postgres.js pool that is swapped for a fresh one when a
+ * connection is lost (see db-client.ts): the database going away costs the requests that were using it a
+ * 503, and the next request runs on a new connection.
+ */
 export function createSql(url: string, options: { poolMax?: number; prepare?: boolean } = {}): Sql {
-  return postgres(url, {
-    prepare: options.prepare ?? false,
-    max: options.poolMax ?? 1,
-    // A hosted worker lives 150–400 s; closing its connection sooner made the first request after a quiet
-    // spell pay a reconnect. TCP keepalives (postgres.js default, 60 s) keep idle NAT mappings open.
-    idle_timeout: 400,
-    connect_timeout: 10,
-    onnotice: () => {},
-    types: { int8: int8AsSafeInteger },
-    connection: { application_name: "portone-payments" },
-  }) as unknown as Sql;
-}
-
-/** True for errors that mean "the database is unreachable or overloaded right now", worth a retry. */
-export function isTransientDatabaseError(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  if (typeof code !== "string") return false;
-  return code === "CONNECT_TIMEOUT" || code === "CONNECTION_CLOSED" || code === "CONNECTION_ENDED" ||
-    code === "CONNECTION_DESTROYED" || code === "ECONNREFUSED" || code === "ECONNRESET" ||
-    code === "40001" || code === "40P01" || code === "53300" || code === "57P01" || code.startsWith("08");
+  return createReplaceableSql(() =>
+    postgres(url, {
+      prepare: options.prepare ?? false,
+      max: options.poolMax ?? 1,
+      // A hosted worker lives 150–400 s; closing its connection sooner made the first request after a quiet
+      // spell pay a reconnect. TCP keepalives (postgres.js default, 60 s) keep idle NAT mappings open.
+      idle_timeout: 400,
+      connect_timeout: 10,
+      onnotice: () => {},
+      types: { int8: int8AsSafeInteger },
+      connection: { application_name: "portone-payments" },
+    }) as unknown as Sql
+  );
 }

@@ -12,7 +12,33 @@ export interface Cluster {
   readonly adminUrl: string;
   readonly port: number;
   readonly dataDir: string;
+  /** The server's log file (useful when a test needs to see why the server refused something). */
+  readonly logFile: string;
+  /**
+   * `pg_ctl restart -m <mode>`: `fast` ends sessions cleanly (57P01), `immediate` kills the server like a
+   * crash and the next start runs crash recovery. Resolves once the server accepts connections again.
+   */
+  restart(mode: "fast" | "immediate"): Promise<void>;
+  /**
+   * `pg_ctl stop -m <mode>` without removing the cluster; `start()` brings it back. `wait: false` returns
+   * at once (a `smart` stop waits for every session to end and refuses new ones meanwhile).
+   */
+  stopServer(mode: "smart" | "fast" | "immediate", options?: { wait?: boolean }): Promise<void>;
+  start(): Promise<void>;
   stop(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  readonly port?: number;
+  /** Where initdb, pg_ctl and postgres are (default: the machine's own, findServerBinDir). */
+  readonly binDir?: string;
+  /**
+   * fsync, synchronous_commit and full_page_writes on, as on a production server (the bench measures with
+   * them, and so does every test that claims a write survived a crash). Off by default: the suite trades
+   * durability it does not need for speed, and an immediate stop then loses acknowledged commits.
+   */
+  readonly productionDurability?: boolean;
+  readonly maxConnections?: number;
 }
 
 async function output(cmd: string, args: string[]): Promise<string | null> {
@@ -92,27 +118,128 @@ async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-export interface ClusterOptions {
-  port?: number;
-  /** Where initdb, pg_ctl and postgres are (default: the machine's own, findServerBinDir). */
-  binDir?: string;
-  /**
-   * fsync, synchronous_commit and full_page_writes on, as on a production server (the bench measures
-   * with them). Off by default: the test suite trades durability it does not need for speed.
-   */
-  productionDurability?: boolean;
+const clusterPrefix = "payments-pg-";
+const ownerFile = "owner.json";
+
+interface Owner {
+  readonly pid: number;
+  /** The owner's start time in clock ticks since boot (/proc/<pid>/stat field 22): tells a reused pid. */
+  readonly started: string | null;
+  /** The server binaries that run the cluster (they stop it too). */
+  readonly binDir?: string;
+}
+
+function processStart(pid: number): string | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // the command name (field 2) may hold spaces and parentheses: count fields after its closing ')'
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function isAlive(owner: Owner): boolean {
+  const started = processStart(owner.pid);
+  return started !== null && (owner.started === null || started === owner.started);
+}
+
+/**
+ * Stops and removes the throwaway clusters whose owning process is gone (killed with SIGKILL, crashed
+ * past its cleanup). Clusters without an owner record (made by older code) and those of live
+ * processes are left alone. Returns the directories removed. Needs /proc (Linux); elsewhere a no-op.
+ */
+export async function removeAbandonedClusters(): Promise<string[]> {
+  try {
+    Deno.statSync("/proc/self/stat");
+  } catch {
+    return [];
+  }
+  const tmp = Deno.env.get("TMPDIR") || "/tmp";
+  const removed: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(tmp)];
+  } catch {
+    return [];
+  }
+  for (const entry of entries) {
+    if (!entry.isDirectory || !entry.name.startsWith(clusterPrefix)) continue;
+    const dir = `${tmp}/${entry.name}`;
+    let owner: Owner;
+    try {
+      owner = JSON.parse(await Deno.readTextFile(`${dir}/${ownerFile}`)) as Owner;
+    } catch {
+      continue;
+    }
+    if (typeof owner.pid !== "number" || isAlive(owner)) continue;
+    try {
+      Deno.statSync(`${dir}/data/postmaster.pid`);
+      const binDir = owner.binDir ?? await findServerBinDir();
+      await runServerCommand(binDir, "pg_ctl", ["-D", `${dir}/data`, "-m", "immediate", "-w", "stop"])
+        .catch(() => {});
+    } catch {
+      // no server was running there
+    }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    removed.push(dir);
+  }
+  return removed;
 }
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   const binDir = options.binDir ?? await findServerBinDir();
-  const dir = await Deno.makeTempDir({ prefix: "payments-pg-" });
+  const dir = await Deno.makeTempDir({ prefix: clusterPrefix });
+  // who made it, so that a later run can remove it if this process dies without cleaning up
+  const owner: Owner = { pid: Deno.pid, started: processStart(Deno.pid), binDir };
+  await Deno.writeTextFile(`${dir}/${ownerFile}`, JSON.stringify(owner));
   if (isRoot) {
     const { uid, gid } = await postgresUserIds();
     await Deno.chown(dir, uid, gid);
   }
   const dataDir = `${dir}/data`;
   const port = options.port ?? freePort();
+  const logFile = `${dir}/server.log`;
+  const durability = options.productionDurability ? "on" : "off";
+  const serverOptions = [
+    `-p ${port}`,
+    "-c listen_addresses=127.0.0.1",
+    `-c unix_socket_directories=${dir}`,
+    `-c fsync=${durability}`,
+    `-c synchronous_commit=${durability}`,
+    `-c full_page_writes=${durability}`,
+    `-c max_connections=${options.maxConnections ?? 200}`,
+    // pg_cron when installed (postgresql-15-cron): jobs run in background workers, in this database
+    ...(await exists(`${binDir}/../lib/pg_cron.so`)
+      ? [
+        "-c shared_preload_libraries=pg_cron",
+        "-c cron.database_name=postgres",
+        "-c cron.use_background_workers=on",
+      ]
+      : []),
+  ].join(" ");
   let started = false;
+  const start = async () => {
+    await runServerCommand(binDir, "pg_ctl", [
+      "-D",
+      dataDir,
+      "-l",
+      logFile,
+      "-o",
+      serverOptions,
+      "-w",
+      "start",
+    ]);
+    started = true;
+  };
+  const stopServer = async (mode: "smart" | "fast" | "immediate", { wait = true } = {}) => {
+    await runServerCommand(binDir, "pg_ctl", ["-D", dataDir, "-m", mode, wait ? "-w" : "-W", "stop"]);
+    if (wait) started = false;
+  };
+  const restart = async (mode: "fast" | "immediate") => {
+    await stopServer(mode);
+    await start();
+  };
   const stop = async () => {
     if (started) {
       started = false;
@@ -131,36 +258,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       "--auth=trust",
       "--encoding=UTF8",
       "--locale=C.UTF-8",
-      "--no-sync",
+      ...(options.productionDurability ? [] : ["--no-sync"]),
     ]);
-    const serverOptions = [
-      `-p ${port}`,
-      "-c listen_addresses=127.0.0.1",
-      `-c unix_socket_directories=${dir}`,
-      ...(options.productionDurability
-        ? ["-c fsync=on", "-c synchronous_commit=on", "-c full_page_writes=on"]
-        : ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]),
-      "-c max_connections=200",
-      // pg_cron when installed (postgresql-15-cron): jobs run in background workers, in this database
-      ...(await exists(`${binDir}/../lib/pg_cron.so`)
-        ? [
-          "-c shared_preload_libraries=pg_cron",
-          "-c cron.database_name=postgres",
-          "-c cron.use_background_workers=on",
-        ]
-        : []),
-    ].join(" ");
-    await runServerCommand(binDir, "pg_ctl", [
-      "-D",
-      dataDir,
-      "-l",
-      `${dir}/server.log`,
-      "-o",
-      serverOptions,
-      "-w",
-      "start",
-    ]);
-    started = true;
+    await start();
   } catch (error) {
     await stop();
     throw error;
@@ -169,6 +269,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     adminUrl: `postgresql://supabase_admin@127.0.0.1:${port}/postgres`,
     port,
     dataDir,
+    logFile,
+    restart,
+    stopServer,
+    start,
     stop,
   };
 }

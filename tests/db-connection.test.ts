@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { ConfigError, readConfig } from "../shared/infra/config.ts";
-import { createSql } from "../shared/infra/db.ts";
+import { createSql, isTransientDatabaseError } from "../shared/infra/db.ts";
 import { appDatabaseUrl } from "./support/test-database.ts";
 
 const base = {
@@ -67,6 +67,30 @@ Deno.test("the connection outlives a hosted worker's idle spells (workers live 1
     const idleTimeout = (sql as unknown as { options: { idle_timeout: number | null } }).options.idle_timeout;
     assert.ok(idleTimeout === null || idleTimeout === 0 || idleTimeout >= 400, `idle_timeout ${idleTimeout}`);
   } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("a prepared statement whose table changed under it is a retryable 503, and the retry succeeds", async () => {
+  // A migration that adds a column invalidates every warm connection's cached `select *`; inside a
+  // transaction postgres.js cannot re-prepare, so the request fails once. That is a passing condition of
+  // the database (a deploy), not a bug in the request: 503, and the client's retry runs on a fresh plan.
+  const table = `public.plan_cache_probe_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  const sql = createSql(appDatabaseUrl(), { prepare: true });
+  try {
+    await sql.unsafe(`create table ${table} (id int primary key, a int)`);
+    await sql.unsafe(`insert into ${table} values (1, 1)`);
+    const read = () => sql.begin((tx) => tx`select * from ${tx(table.split(".")[1]!)} where id = ${1}`);
+    assert.equal((await read()).length, 1);
+    await sql.unsafe(`alter table ${table} add column b int`);
+    const failure = await read().then(() => null, (error: unknown) => error);
+    if (failure !== null) {
+      assert.equal(isTransientDatabaseError(failure), true, `not retryable: ${String(failure)}`);
+    }
+    const [row] = await read();
+    assert.deepEqual(Object.keys(row!).sort(), ["a", "b", "id"]);
+  } finally {
+    await sql.unsafe(`drop table if exists ${table}`);
     await sql.end();
   }
 });

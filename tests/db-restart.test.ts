@@ -25,7 +25,7 @@ const recoveryLimitMs = 8_000;
 
 Deno.test("requests in transactions survive pg_ctl restart -m fast and -m immediate", async () => {
   // production durability: with fsync or synchronous_commit off an immediate stop may drop acknowledged commits
-  const cluster = await startCluster({ durable: true });
+  const cluster = await startCluster({ productionDurability: true });
   const sql = createSql(cluster.adminUrl);
   try {
     await sql`create table writes (id bigint primary key, backend_pid int not null)`;

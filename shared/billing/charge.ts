@@ -2,7 +2,7 @@
  * Charging an order with a saved card: one attempt per order and Idempotency-Key, reserved before PortOne is
  * called, charged with a PortOne Idempotency-Key derived from the attempt, and settled by the shared sync.
  */
-import { newPaymentId } from "../infra/crypto.ts";
+import { newPaymentId, sha256Hex } from "../infra/crypto.ts";
 import type { BillingPaymentResponse, PayWithBillingKeyRequest } from "../contract/billing-key.ts";
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
@@ -17,6 +17,11 @@ import { revealBillingKey, syncBillingKey } from "./keys.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // Pay
+
+/** An attempt this request already settled at PortOne (an earlier try whose reply was lost), or one to charge. */
+type Reservation =
+  | { readonly settled: true; readonly paymentId: string }
+  | ({ readonly settled: false } & BillingAttempt);
 
 interface BillingAttempt {
   paymentId: string;
@@ -51,7 +56,8 @@ async function reserveBillingAttempt(
   caller: Caller,
   billingKeyId: string,
   orderId: string,
-): Promise<BillingAttempt> {
+  requestKey: string,
+): Promise<Reservation> {
   // a call still running at PortOne is bounded by our timeout; a READY attempt of another key younger than
   // this may be charging right now
   const inFlightSeconds = Math.ceil(deps.config.portone.timeoutMs / 1000) * 2 + 30;
@@ -84,6 +90,15 @@ async function reserveBillingAttempt(
       where id = ${orderId} and user_id = ${caller.userId}
       for update`;
     if (!order) throw new AppError("not_found", "Order not found");
+    // an earlier try of this very request (same Idempotency-Key) whose reply was lost after PortOne settled
+    // its attempt — a webhook may have marked the order paid since: answer from that attempt, charge nothing
+    const [own] = await tx<{ id: string; status: string }[]>`
+      select p.id, p.status from public.payments p
+      where p.order_id = ${orderId}
+        and exists (select from public.payment_events e
+                    where e.payment_id = p.id and e.source = 'billing' and e.detail ->> 'requestKey' = ${requestKey})
+      order by p.created_at desc limit 1`;
+    if (own && own.status !== "READY") return { settled: true, paymentId: own.id };
     if (order.status !== "pending") throw new AppError("order_not_payable", `Order is ${order.status}`);
 
     const live = await tx<
@@ -132,14 +147,16 @@ async function reserveBillingAttempt(
       await tx`
         insert into public.payment_events (payment_id, source, kind, from_status, to_status, detail)
         values (${row!.id}, 'billing', 'taken_over_by_saved_card', 'READY', 'READY',
-                ${tx.json({ orderId, billingKeyId } as never)})`;
+                ${tx.json({ orderId, billingKeyId, requestKey } as never)})`;
     }
     if (!reusable) {
       await tx`
         insert into public.payment_events (payment_id, source, kind, to_status, detail)
-        values (${row!.id}, 'billing', 'created', 'READY', ${tx.json({ orderId, billingKeyId } as never)})`;
+        values (${row!.id}, 'billing', 'created', 'READY',
+                ${tx.json({ orderId, billingKeyId, requestKey } as never)})`;
     }
     return {
+      settled: false,
       takenOverFromWindow: reusable !== undefined && reusable.billing_key_id === null,
       billingKey: await revealBillingKey(deps, tx, key),
       orderName: order.order_name,
@@ -149,6 +166,24 @@ async function reserveBillingAttempt(
       currency: row!.currency,
     };
   });
+}
+
+/** The answer for an attempt an earlier try of the same request already settled at PortOne (re-synced). */
+async function answerSettledAttempt(deps: AppDeps, paymentId: string): Promise<BillingPaymentResponse> {
+  const result = await syncPayment(deps, paymentId, "billing");
+  if (result.outcome === "not_ours") throw new AppError("not_found", "Payment not found");
+  const payment = result.payment;
+  if (payment.status === "FAILED") {
+    throw new AppError("payment_declined", "The card issuer declined the payment", {
+      details: { paymentId, status: payment.status, pgCode: null, pgMessage: null },
+    });
+  }
+  if (payment.mismatchReason !== null) {
+    throw new AppError("payment_mismatch", "The payment does not match the order and was not accepted", {
+      details: { paymentId, status: payment.status },
+    });
+  }
+  return { paymentId: payment.paymentId, status: payment.status, order: payment.order };
 }
 
 /**
@@ -172,9 +207,13 @@ export async function payWithSavedBillingKey(
   caller: Caller,
   billingKeyId: string,
   input: PayWithBillingKeyRequest,
+  idempotencyKey: string,
 ): Promise<BillingPaymentResponse> {
   await refreshBrowserAttempts(deps, caller, input.orderId);
-  const attempt = await reserveBillingAttempt(deps, caller, billingKeyId, input.orderId);
+  // which request made an attempt, kept in its audit events: a retry of it finds it again
+  const requestKey = await sha256Hex(`billing-pay:${caller.userId}:${billingKeyId}:${idempotencyKey}`);
+  const attempt = await reserveBillingAttempt(deps, caller, billingKeyId, input.orderId, requestKey);
+  if (attempt.settled) return await answerSettledAttempt(deps, attempt.paymentId);
 
   let declined: PortOneRefusal | null = null;
   let alreadyPaid = false;

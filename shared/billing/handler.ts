@@ -100,7 +100,7 @@ export function billingKeyHandler(deps: AppDeps): EdgeFunction {
             await withIdempotency(
               deps.sql,
               scope,
-              () => payWithSavedBillingKey(deps, caller, route.id, input),
+              () => payWithSavedBillingKey(deps, caller, route.id, input, key),
             ),
           );
         }

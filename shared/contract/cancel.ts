@@ -25,14 +25,26 @@ export const CancelRequest = z.strictObject({
   amount: money.optional(),
   taxFreeAmount: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
   reason: z.string().trim().min(1).max(200),
-  refundAccount: z.unknown().optional(),
+  refundAccount: z.unknown().transform((raw, ctx) => {
+    // checked while parsing (before anything hashes or stores it), refused with its own documented code
+    const parsed = RefundAccount.safeParse(raw);
+    if (parsed.success) return parsed.data;
+    const issue = parsed.error.issues[0];
+    ctx.addIssue({
+      code: "custom",
+      message: issue?.message ?? "invalid",
+      path: issue?.path ?? [],
+      params: { errorCode: "invalid_refund_account" },
+    });
+    return z.NEVER;
+  }).optional(),
 });
 export type CancelRequest = z.infer<typeof CancelRequest>;
 
 /**
- * The request as callers should write it. `cancel` parses `refundAccount` only once it knows the payment
- * (so a card refund never fails on it, and a virtual account gets `refund_account_required` or
- * `invalid_refund_account`); clients and the description see its full shape.
+ * The request as callers should write it. A malformed `refundAccount` is `invalid_refund_account` while
+ * parsing, for any payment; whether one is needed (`refund_account_required`) is decided once `cancel`
+ * knows the payment is a virtual account. Clients and the description see its plain shape.
  */
 export const CancelRequestWithRefundAccount = CancelRequest.extend({
   refundAccount: RefundAccount.optional(),

@@ -1,6 +1,8 @@
 /**
  * The `webhook` function's contract, for the description only: PortOne calls it (Standard Webhooks
- * signature, version 2024-04-25), apps never do. The body only names what to re-fetch from PortOne.
+ * signature, version 2024-04-25; 2024-01-01 bodies `{ payment_id, tx_id, status }` are taken too), apps
+ * never do. The body only names what to re-fetch from PortOne. A verified body we cannot parse or store is
+ * answered `malformed`, a PortOne V1 body `unsupported_format` (both recorded, never processed).
  */
 import { z } from "../infra/deps-client.ts";
 import type { ErrorCode } from "../infra/errors.ts";
@@ -14,7 +16,7 @@ export const WebhookRequest = z.looseObject({
 
 export const WebhookResponse = z.strictObject({
   received: z.literal(true),
-  status: z.enum(["processed", "ignored", "duplicate"]),
+  status: z.enum(["processed", "ignored", "duplicate", "malformed", "unsupported_format"]),
 });
 export type WebhookResponse = z.infer<typeof WebhookResponse>;
 

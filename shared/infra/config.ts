@@ -112,7 +112,7 @@ export interface Config {
   };
   readonly supabase: {
     readonly url: string;
-    /** Any client key, needed only for supabase-js's getUser fallback on symmetric (legacy) tokens. */
+    /** Any client key, sent as `apikey` only when Supabase Auth checks a legacy (HS256) token. */
     readonly anonKey: string;
     readonly jwks: { keys: JsonWebKey[] } | undefined;
   };

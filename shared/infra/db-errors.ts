@@ -54,5 +54,17 @@ export function isTransientDatabaseError(error: unknown): boolean {
   if (isConnectionLostError(error)) return true;
   const code = (error as { code?: unknown })?.code;
   if (typeof code === "string" && transientCodes.has(code)) return true;
+  if (isStalePreparedStatement(error)) return true;
   return error instanceof Error && (error.name === "ConnectionRefused" || error.name === "TimedOut");
+}
+
+/**
+ * A prepared statement the server can no longer run as prepared: a migration changed its table ("cached
+ * plan must not change result type") or a pooler handed over a connection without it. postgres.js drops the
+ * statement from its cache when this happens but cannot re-prepare inside a transaction, so the request
+ * fails once and its retry runs on a fresh plan.
+ */
+function isStalePreparedStatement(error: unknown): boolean {
+  const routine = (error as { routine?: unknown })?.routine;
+  return routine === "RevalidateCachedQuery" || routine === "FetchPreparedStatement";
 }

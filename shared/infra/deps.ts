@@ -4,8 +4,14 @@
 export { default as postgres } from "npm:postgres@3.4.9";
 export type { Sql, TransactionSql } from "npm:postgres@3.4.9";
 export { z } from "./deps-client.ts";
-export { createClient } from "npm:@supabase/supabase-js@2.119.1";
-export type { SupabaseClient } from "npm:@supabase/supabase-js@2.119.1";
+export {
+  createLocalJWKSet,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  type JWSHeaderParameters,
+  type JWTPayload,
+  jwtVerify,
+} from "npm:jose@6.2.18";
 // The PortOne SDK by subpath: its root module loads every API group (platform, B2B, …), 90–180 ms at each
 // cold start against 20–40 ms for `/payment`; we call payments, billing keys, identity verification, webhooks.
 export { PaymentClient, PaymentError } from "npm:@portone/server-sdk@0.19.0/payment";

@@ -6,7 +6,8 @@
 import { z } from "./deps.ts";
 import { bearerToken, type Caller, type VerifyAccessToken } from "./auth.ts";
 import { isTransientDatabaseError } from "./db.ts";
-import { AppError } from "./errors.ts";
+import { AppError, type ErrorCode, errorStatus } from "./errors.ts";
+import { findJsonInputProblem, maxJsonDepth } from "./input-text.ts";
 import { log } from "./log.ts";
 
 export const maxBodyBytes = 64 * 1024;
@@ -116,13 +117,37 @@ export async function readJson<T extends z.ZodType>(request: Request, schema: T)
   return validate(schema, parsed);
 }
 
+/**
+ * Validates parsed JSON against a (strict) schema. Every string and key is first checked to be storable
+ * text (no U+0000, no unpaired surrogate) and the nesting bounded, so no handler, hash or query ever sees
+ * input Postgres would refuse.
+ */
 export function validate<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
+  const problem = findJsonInputProblem(value);
+  if (problem) {
+    const where = problem.path ? `Invalid field '${problem.path}': ` : "Invalid request: ";
+    throw new AppError(
+      "invalid_request",
+      where +
+        (problem.reason === "too_deep"
+          ? `nested deeper than ${maxJsonDepth} levels`
+          : "text must not contain U+0000 or unpaired surrogates"),
+      { details: { field: problem.path || null } },
+    );
+  }
   const result = schema.safeParse(value);
   if (!result.success) {
     const issue = result.error.issues[0];
     const field = issue?.path.join(".") ?? "";
+    // a schema may refuse with a more specific catalogued 400 (cancel's refundAccount: invalid_refund_account)
+    const named = issue?.code === "custom"
+      ? (issue.params as { errorCode?: unknown } | undefined)?.errorCode
+      : null;
+    const code = typeof named === "string" && errorStatus[named as ErrorCode] === 400
+      ? named as ErrorCode
+      : "invalid_request";
     throw new AppError(
-      "invalid_request",
+      code,
       field ? `Invalid field '${field}': ${issue?.message}` : "Invalid request",
       {
         details: { field: field || null },

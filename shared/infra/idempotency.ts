@@ -3,12 +3,21 @@
  * the first request with a key claims it and its final reply is stored; a retry with the same key and the
  * same request gets that reply again; the same key with a different request is refused (422); a retry
  * while the first is still running gets 409. Replies of 5xx are not stored, so a retry after an outage
- * runs again, and neither are "in progress" refusals. A claim whose request died is taken over once its
- * lease has run out.
+ * runs again, and neither are "in progress" refusals.
+ *
+ * A claim must never outlive its request for long, or the client's retry after a 503 is refused:
+ * - a request that fails with 5xx releases its claim at once;
+ * - if the database is unreachable then, the release is remembered and retried by the next request in
+ *   this isolate before it claims anything (so a retry reaching the same isolate runs at once);
+ * - the claim's lease is short and kept alive by a heartbeat while the request runs, so a claim whose
+ *   request died with its isolate (or whose release never got through) is taken over after the lease.
+ * Every write to a claim names the claim it made (id and claim time), so a request whose claim was taken
+ * over never releases or completes the new owner's claim.
  */
-import type { Sql } from "./db.ts";
+import { isTransientDatabaseError, type Sql } from "./db.ts";
 import { sha256Hex } from "./crypto.ts";
 import { AppError, type ErrorCode } from "./errors.ts";
+import { maxJsonDepth } from "./input-text.ts";
 import type { Row } from "./rows.ts";
 
 export interface StoredReply {
@@ -26,7 +35,63 @@ export interface IdempotencyScope {
   readonly request: unknown;
 }
 
-const leaseSeconds = 60;
+export interface ClaimTiming {
+  /** How long a claim stays locked past its last heartbeat. */
+  readonly leaseMs: number;
+  /** How often a running request renews its lease. */
+  readonly heartbeatMs: number;
+}
+
+export const defaultClaimTiming: ClaimTiming = { leaseMs: 10_000, heartbeatMs: 3_000 };
+
+interface ClaimRef {
+  readonly id: number;
+  /** When this claim was made; a takeover changes it, so it tells our claim from a later owner's. */
+  readonly claimedAt: string;
+}
+
+/** Releases that did not get through (database unreachable), retried before this isolate's next claim. */
+const undeliveredReleases = new Map<number, ClaimRef>();
+const maxUndeliveredReleases = 1_000;
+
+async function release(sql: Sql, claim: ClaimRef): Promise<void> {
+  await sql`
+    delete from public.idempotency_keys
+    where id = ${claim.id} and created_at = ${claim.claimedAt}::text::timestamptz and status = 'in_progress'`;
+}
+
+async function deliverPendingReleases(sql: Sql): Promise<void> {
+  for (const claim of [...undeliveredReleases.values()]) {
+    try {
+      await release(sql, claim);
+      undeliveredReleases.delete(claim.id);
+    } catch (error) {
+      if (isTransientDatabaseError(error)) throw error; // still unreachable: this request fails too
+      undeliveredReleases.delete(claim.id);
+    }
+  }
+}
+
+async function releaseOrRemember(sql: Sql, claim: ClaimRef): Promise<void> {
+  try {
+    await release(sql, claim);
+  } catch {
+    if (undeliveredReleases.size >= maxUndeliveredReleases) return; // the lease frees it soon anyway
+    undeliveredReleases.set(claim.id, claim);
+  }
+}
+
+/** Renews the claim's lease until stopped; best effort (a missed beat only shortens the lease). */
+function startHeartbeat(sql: Sql, claim: ClaimRef, timing: ClaimTiming): () => void {
+  const timer = setInterval(() => {
+    sql`
+      update public.idempotency_keys
+      set locked_until = now() + make_interval(secs => ${timing.leaseMs / 1000})
+      where id = ${claim.id} and created_at = ${claim.claimedAt}::text::timestamptz and status = 'in_progress'`
+      .catch(() => {});
+  }, timing.heartbeatMs);
+  return () => clearInterval(timer);
+}
 
 /** Refusals that only mean "not now": storing them would make every retry with the same key fail too. */
 const retryableCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
@@ -49,13 +114,22 @@ export function idempotencyKeyFrom(request: Request): string | null {
   return key;
 }
 
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+/**
+ * JSON with sorted keys, so equal requests hash equally. Recursive, hence bounded: requests reach it only
+ * after `validate` (at most `maxJsonDepth` deep), and anything deeper is refused rather than overflow.
+ */
+export function canonicalJson(value: unknown, depth = 0): string {
+  if (depth > maxJsonDepth) {
+    throw new AppError("invalid_request", `Request nested deeper than ${maxJsonDepth} levels`);
+  }
+  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item, depth + 1)).join(",")}]`;
   if (value !== null && typeof value === "object") {
     const entries = Object.entries(value as Record<string, unknown>)
       .filter(([, inner]) => inner !== undefined)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, inner]) => `${JSON.stringify(k)}:${canonicalJson(inner)}`).join(",")}}`;
+    return `{${
+      entries.map(([k, inner]) => `${JSON.stringify(k)}:${canonicalJson(inner, depth + 1)}`).join(",")
+    }}`;
   }
   return JSON.stringify(value);
 }
@@ -75,14 +149,17 @@ export async function withIdempotency(
   sql: Sql,
   scope: IdempotencyScope,
   work: () => Promise<unknown>,
+  timing: ClaimTiming = defaultClaimTiming,
 ): Promise<StoredReply> {
   if (scope.key === null) return { status: 200, body: await work(), replayed: false };
   const requestHash = await sha256Hex(canonicalJson(scope.request));
+  await deliverPendingReleases(sql);
 
-  const [claimed] = await sql<Pick<Row<"idempotency_keys">, "id">[]>`
+  // created_at travels as text both ways (`::text::timestamptz` below): a JS Date would drop its microseconds
+  const [claimed] = await sql<(Pick<Row<"idempotency_keys">, "id"> & { claimed_at: string })[]>`
     insert into public.idempotency_keys (user_id, route, key, request_hash, status, locked_until)
     values (${scope.userId}, ${scope.route}, ${scope.key}, ${requestHash}, 'in_progress',
-            now() + make_interval(secs => ${leaseSeconds}))
+            now() + make_interval(secs => ${timing.leaseMs / 1000}))
     on conflict (user_id, route, key) do update set
       request_hash = excluded.request_hash, status = 'in_progress', locked_until = excluded.locked_until,
       response_status = null, response_body = null, created_at = now(), completed_at = null,
@@ -90,7 +167,7 @@ export async function withIdempotency(
     where idempotency_keys.expires_at < now()
        or (idempotency_keys.status = 'in_progress' and idempotency_keys.locked_until < now()
            and idempotency_keys.request_hash = excluded.request_hash)
-    returning id`;
+    returning id, created_at::text as claimed_at`;
 
   if (!claimed) {
     const [existing] = await sql<
@@ -110,6 +187,8 @@ export async function withIdempotency(
     return { status: existing.response_status, body: existing.response_body, replayed: true };
   }
 
+  const claim: ClaimRef = { id: claimed.id, claimedAt: claimed.claimed_at };
+  const stopHeartbeat = startHeartbeat(sql, claim, timing);
   let reply: { status: number; body: unknown };
   try {
     reply = { status: 200, body: await work() };
@@ -117,16 +196,24 @@ export async function withIdempotency(
     if (error instanceof AppError && error.status < 500 && !retryableCodes.has(error.code)) {
       reply = errorReply(error);
     } else {
-      await sql`delete from public.idempotency_keys where id = ${claimed.id}`.catch(() => {});
+      stopHeartbeat();
+      await releaseOrRemember(sql, claim);
       throw error;
     }
+  } finally {
+    stopHeartbeat();
   }
-  await sql`
-    update public.idempotency_keys
-    set status = 'completed', response_status = ${reply.status}, response_body = ${
-    sql.json(reply.body as never)
-  },
-        completed_at = now(), locked_until = null
-    where id = ${claimed.id}`;
+  try {
+    await sql`
+      update public.idempotency_keys
+      set status = 'completed', response_status = ${reply.status},
+          response_body = ${sql.json(reply.body as never)}, completed_at = now(), locked_until = null
+      where id = ${claim.id} and created_at = ${claim.claimedAt}::text::timestamptz`;
+  } catch (error) {
+    // the work is done but its reply could not be stored: free the key so a retry is not refused, and
+    // let the retry find the done work through the work's own state (the 5xx says "retry")
+    await releaseOrRemember(sql, claim);
+    throw error;
+  }
   return { ...reply, replayed: false };
 }

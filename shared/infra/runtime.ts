@@ -6,7 +6,7 @@ import { type ConfigNeed, readConfig } from "./config.ts";
 import type { Config } from "./config.ts";
 import { createSql, type Sql } from "./db.ts";
 import { createPortOneGateway, type PortOneGateway } from "../portone/gateway.ts";
-import { createAccessTokenVerifier, type VerifyAccessToken } from "./auth.ts";
+import { activeUserLookup, createAccessTokenVerifier, type VerifyAccessToken } from "./auth.ts";
 
 export interface AppDeps {
   readonly config: Config;
@@ -16,17 +16,19 @@ export interface AppDeps {
 }
 
 export function createAppDeps(config: Config): AppDeps {
+  const sql = createSql(config.database.url, {
+    poolMax: config.database.poolMax,
+    prepare: config.database.prepare,
+  });
   return {
     config,
-    sql: createSql(config.database.url, {
-      poolMax: config.database.poolMax,
-      prepare: config.database.prepare,
-    }),
+    sql,
     portone: createPortOneGateway(config.portone),
     verifyAccessToken: createAccessTokenVerifier({
       supabaseUrl: config.supabase.url,
       anonKey: config.supabase.anonKey,
       jwks: config.supabase.jwks,
+      isActiveUser: activeUserLookup(sql),
     }),
   };
 }

@@ -2,10 +2,18 @@
  * `webhook`: PortOne's deliveries, verified, recorded exactly once per `webhook-id`, and turned into a
  * re-fetch of the object they name. The body never changes our state by itself.
  *
- * Replies: 400 only when the signature or its headers fail; 200 for every verified delivery, including
- * those we ignore (unknown types, other stores, payments we never prepared) and redeliveries of processed
- * ids; 409 while another delivery of the same id is still being processed; 5xx for our own failures
- * (PortOne or the database unreachable during processing) so PortOne retries.
+ * Formats: PortOne's console chooses the version per store. 2024-04-25 (`{ type, timestamp, data }`) and
+ * 2024-01-01 (`{ payment_id, tx_id, status }`) both name a payment, which is all we need: both are
+ * re-fetched the same way. V1 (iamport) bodies (`imp_uid`, `merchant_uid`) are not ours to process: they
+ * are recorded as `unsupported_format` with a warning that says what to change in the console.
+ *
+ * Replies: 400 only when the signature or its headers fail (the reason goes to the log, never to the
+ * caller); 200 for every verified delivery, including those we ignore (unknown types, other stores,
+ * payments we never prepared), redeliveries of processed ids, and deliveries we can neither parse nor store
+ * (not JSON, not an object, U+0000 or unpaired surrogates, absurd nesting, a webhook-id over 256
+ * characters), which are recorded by hash as `malformed` and logged once: retrying them cannot help;
+ * 409 while another delivery of the same id is still being processed; 5xx for our own failures (PortOne
+ * or the database unreachable during processing) so PortOne retries.
  */
 import { AppError } from "../infra/errors.ts";
 import { defineFunction, type EdgeFunction, json, readBodyText } from "../infra/http.ts";
@@ -15,6 +23,7 @@ import { verifyWebhookSignature, WebhookVerificationError } from "../portone/gat
 import type { AppDeps } from "../infra/runtime.ts";
 import { syncPayment } from "../payments/sync.ts";
 import { syncBillingKey } from "../billing/keys.ts";
+import { classify, type Delivery, truncate, type VerifiedEvent } from "./formats.ts";
 
 /** Transaction events: each one means "re-fetch this payment". */
 const transactionTypes = new Set([
@@ -41,35 +50,27 @@ const duplicateWaitMs = 5_000;
 
 export type WebhookOutcome = "processed" | "ignored";
 
-interface VerifiedEvent {
-  readonly type: string;
-  readonly data: Record<string, unknown>;
-}
-
 interface InboxRow {
   id: number;
   status: string;
   lease_token: string | null;
 }
 
-/** Verifies with the current secret, then the previous one (rotation). */
+/**
+ * Verifies with the current secret, then the previous one (rotation); returns the parsed body, or
+ * `not_json` when the signature matched but the body is not JSON (the SDK parses only after a match).
+ */
 async function verify(
   deps: AppDeps,
   rawBody: string,
   headers: Record<string, string>,
-): Promise<VerifiedEvent> {
+): Promise<{ readonly body: unknown } | "not_json"> {
   let reason = "NO_SECRET_CONFIGURED";
   for (const secret of deps.config.portone.webhookSecrets) {
     try {
-      const event = await verifyWebhookSignature(secret, rawBody, headers) as unknown;
-      const shaped = event as { type?: unknown; data?: unknown };
-      return {
-        type: typeof shaped.type === "string" ? shaped.type : "",
-        data: shaped.data !== null && typeof shaped.data === "object"
-          ? shaped.data as Record<string, unknown>
-          : {},
-      };
+      return { body: await verifyWebhookSignature(secret, rawBody, headers) as unknown };
     } catch (error) {
+      if (error instanceof SyntaxError) return "not_json";
       // anything but a verification failure (e.g. a malformed secret) is our misconfiguration: 500
       if (!(error instanceof WebhookVerificationError)) throw error;
       reason = error.reason;
@@ -79,13 +80,54 @@ async function verify(
     reason,
     webhookId: headers["webhook-id"]?.slice(0, 100) ?? null,
     bodyBytes: rawBody.length,
+    // PortOne V1 (iamport) notifications are unsigned: say so, or the operator only sees rejections
+    ...(/"(imp_uid|merchant_uid)"\s*:/.test(rawBody.slice(0, 2048))
+      ? { hint: "looks like a PortOne V1 notification: this endpoint takes V2 webhooks (version 2024-04-25)" }
+      : {}),
   });
-  throw new AppError("invalid_signature", "Webhook signature verification failed", { details: { reason } });
+  throw new AppError("invalid_signature", "Webhook signature verification failed");
 }
 
 function stringField(data: Record<string, unknown>, key: string): string | null {
   const value = data[key];
   return typeof value === "string" && value.length > 0 ? value : null;
+}
+
+/** The `webhook-timestamp` header as the SDK read it (integer seconds), or null. */
+function timestampOf(header: string | undefined): string | null {
+  const seconds = Number.parseInt(header ?? "", 10);
+  return Number.isSafeInteger(seconds) && Math.abs(seconds) < 1e11
+    ? new Date(seconds * 1000).toISOString()
+    : null;
+}
+
+/**
+ * Records a delivery we will not process (malformed or in an unsupported format), finished at once, keyed
+ * by its webhook-id (or that id's hash when it cannot be stored); redeliveries only count attempts.
+ * Returns whether this was the first delivery of the id.
+ */
+async function recordUnprocessable(
+  deps: AppDeps,
+  webhookId: string,
+  delivery: Exclude<Delivery, { kind: "event" }>,
+  payload: unknown,
+  rawBody: string,
+  timestamp: string | undefined,
+): Promise<boolean> {
+  const payloadJson = JSON.stringify(payload);
+  const bodyHash = await sha256Hex(rawBody);
+  const [row] = await deps.sql<{ inserted: boolean }[]>`
+    insert into public.webhook_logs as w
+      (webhook_id, webhook_timestamp, payload, payload_sha256, status, last_error, processed_at, processing_ms)
+    values
+      (${webhookId}, ${timestampOf(timestamp)}, ${payloadJson}::jsonb, ${bodyHash},
+       ${delivery.kind}, ${delivery.reason}, now(), 0)
+    on conflict (webhook_id) do update set
+      attempts = w.attempts + 1,
+      last_received_at = now(),
+      payload_conflict = w.payload_conflict or w.payload_sha256 <> excluded.payload_sha256
+    returning (xmax = 0) as inserted`;
+  return row?.inserted ?? false;
 }
 
 /** Records the delivery and claims it when nobody else is processing it, in one statement. */
@@ -97,8 +139,7 @@ async function recordDelivery(
   timestamp: string | undefined,
   leaseToken: string,
 ): Promise<InboxRow> {
-  const seconds = Number(timestamp);
-  const webhookTimestamp = Number.isFinite(seconds) ? new Date(seconds * 1000).toISOString() : null;
+  const webhookTimestamp = timestampOf(timestamp);
   // billing keys charge cards: the inbox keeps the payload, but never the key itself
   const payload = {
     ...event,
@@ -109,7 +150,7 @@ async function recordDelivery(
       (webhook_id, webhook_timestamp, event_type, payment_id, store_id, payload, payload_sha256, status,
        lease_token, lease_expires_at)
     values
-      (${webhookId}, ${webhookTimestamp}, ${event.type.slice(0, 100)}, ${
+      (${webhookId}, ${webhookTimestamp}, ${truncate(event.type, 100)}, ${
     stringField(event.data, "paymentId")
   },
        ${stringField(event.data, "storeId")}, ${deps.sql.json(payload as never)}, ${await sha256Hex(rawBody)},
@@ -149,10 +190,12 @@ async function dispatch(
   webhookId: string,
 ): Promise<[WebhookOutcome, string | null]> {
   const storeId = stringField(event.data, "storeId");
-  if (transactionTypes.has(event.type) || billingKeyTypes.has(event.type)) {
+  if (
+    event.format === "2024-04-25" && (transactionTypes.has(event.type) || billingKeyTypes.has(event.type))
+  ) {
     if (storeId !== deps.config.portone.storeId) return ["ignored", "other_store"];
   }
-  if (transactionTypes.has(event.type)) {
+  if (transactionTypes.has(event.type) || event.format === "2024-01-01") {
     const paymentId = stringField(event.data, "paymentId");
     if (!paymentId) return ["ignored", "no_payment_id"];
     const result = await syncPayment(
@@ -193,8 +236,46 @@ export async function receiveWebhook(deps: AppDeps, request: Request): Promise<R
   // the raw text, exactly as signed; headers as a plain object (the SDK cannot read a Headers object)
   const rawBody = await readBodyText(request);
   const headers = Object.fromEntries(request.headers);
-  const event = await verify(deps, rawBody, headers);
-  const webhookId = headers["webhook-id"]!;
+  const verified = await verify(deps, rawBody, headers);
+  const signedId = headers["webhook-id"]!;
+  // an id the column cannot hold is kept as its hash: still one row per id, still deduplicated
+  const webhookId = signedId.length <= 256 ? signedId : `sha256:${await sha256Hex(signedId)}`;
+  const delivery: Delivery = signedId.length > 256
+    ? { kind: "malformed", reason: "webhook_id_too_long" }
+    : verified === "not_json"
+    ? { kind: "malformed", reason: "not_json" }
+    : classify(verified.body);
+
+  if (delivery.kind !== "event") {
+    // V1 bodies are storable (classify checked); a malformed body is kept by its hash only
+    const payload = delivery.kind === "unsupported_format" && verified !== "not_json" ? verified.body : null;
+    const first = await recordUnprocessable(
+      deps,
+      webhookId,
+      delivery,
+      payload,
+      rawBody,
+      headers["webhook-timestamp"],
+    );
+    if (first && delivery.kind === "malformed") {
+      log("warn", "webhook_malformed", {
+        webhookId: truncate(signedId, 100),
+        reason: delivery.reason,
+        bodyBytes: rawBody.length,
+      });
+    } else if (first) {
+      log("warn", "webhook_unsupported_format", {
+        webhookId,
+        reason: delivery.reason,
+        action:
+          "PortOne sends this endpoint V1 (iamport) notifications (imp_uid, merchant_uid), which are not processed: " +
+          "in PortOne's console (결제연동 → 연동 관리 → 결제알림(Webhook)) send V2 webhooks, version 2024-04-25, " +
+          "to this URL and point the V1 notification URL elsewhere",
+      });
+    }
+    return json({ received: true, status: delivery.kind });
+  }
+  const event = delivery.event;
 
   const leaseToken = crypto.randomUUID();
   let row: InboxRow | undefined = await recordDelivery(

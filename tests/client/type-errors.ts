@@ -4,7 +4,7 @@
  * field or an unknown error code cannot compile, and a supabase-js client typed with the generated
  * `Database` is what the client takes.
  */
-import { createClient } from "../../shared/infra/deps.ts";
+import { createClient } from "../support/deps.ts";
 import { createPaymentsClient, type Database } from "../../shared/client/mod.ts";
 
 export async function typeChecksOnly(): Promise<void> {

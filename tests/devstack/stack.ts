@@ -5,7 +5,12 @@
  */
 import { postgres } from "../../shared/infra/deps.ts";
 import type { EdgeFunction } from "../../shared/infra/http.ts";
-import { type Cluster, freePort, startCluster } from "../support/postgres-cluster.ts";
+import {
+  type Cluster,
+  freePort,
+  removeAbandonedClusters,
+  startCluster,
+} from "../support/postgres-cluster.ts";
 import { applyBootstrap, pushMigrations, runSql, withDatabase } from "../support/database.ts";
 import { parseToml } from "../support/deps.ts";
 import { type Sandbox, startSandbox } from "../sandbox/sandbox.ts";
@@ -60,6 +65,55 @@ export interface StackOptions {
 
 const functionsDir = new URL("../../supabase/functions/", import.meta.url);
 
+/** The teardown of every stack of this process that is starting or running, for a crash or a signal. */
+const activeTeardowns = new Set<() => Promise<void>>();
+
+/**
+ * Tears down every stack of this process (server, sandbox, cluster, state file). For `deno task dev`'s
+ * signal and crash handlers, which may fire while a stack is still starting.
+ */
+export async function closeActiveStacks(): Promise<void> {
+  await Promise.all([...activeTeardowns].map((teardown) => teardown()));
+}
+
+/** Whether `pid` is a live Deno process (Linux /proc; elsewhere assume alive, the safe answer). */
+function isLiveDenoProcess(pid: number): boolean {
+  try {
+    Deno.statSync("/proc/self/cmdline");
+  } catch {
+    return true;
+  }
+  try {
+    return /deno/.test(Deno.readTextFileSync(`/proc/${pid}/cmdline`));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What an earlier stack that died without cleaning up (kill -9, a crash past its handlers) left: its
+ * state file, naming a process that is gone, and its throwaway cluster. A state file of a stack that is
+ * still running is a refusal, not something to delete.
+ */
+async function removeLeftovers(stateFile: string, progress: (line: string) => void): Promise<void> {
+  let previous: StackState | null = null;
+  try {
+    previous = JSON.parse(await Deno.readTextFile(stateFile)) as StackState;
+  } catch {
+    // no state file, or an unreadable one (removed below)
+  }
+  if (previous && previous.pid !== Deno.pid && isLiveDenoProcess(previous.pid)) {
+    throw new Error(`another stack (pid ${previous.pid}) is running with ${stateFile}: stop it first`);
+  }
+  try {
+    await Deno.remove(stateFile);
+    progress(`removed a stale state file left by pid ${previous?.pid ?? "?"}`);
+  } catch {
+    // nothing was left
+  }
+  for (const dir of await removeAbandonedClusters()) progress(`removed an abandoned cluster: ${dir}`);
+}
+
 /** Function names are the directories holding an index.ts (skipping `_shared`-style helpers). */
 export async function listFunctions(): Promise<string[]> {
   const names: string[] = [];
@@ -87,7 +141,7 @@ async function verifyJwtSettings(): Promise<Record<string, boolean>> {
 
 /** supabase-js's self-contained browser build, served to the demo page from Deno's npm cache. */
 async function supabaseJsBrowserBuild(): Promise<string> {
-  const deps = await Deno.readTextFile(`${repoRoot}shared/infra/deps.ts`);
+  const deps = await Deno.readTextFile(`${repoRoot}tests/support/deps.ts`);
   const version = /npm:@supabase\/supabase-js@([0-9][^"']*)/.exec(deps)?.[1];
   const info = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json"],
@@ -133,8 +187,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const cleanup = async () => {
     while (cleanups.length) await cleanups.pop()!().catch(() => {});
   };
+  activeTeardowns.add(cleanup);
+  const teardown = async () => {
+    await cleanup();
+    activeTeardowns.delete(cleanup);
+  };
 
   try {
+    await removeLeftovers(stateFile, progress);
     const given = portoneVariables.filter((name) => env[name]);
     if (given.length > 0 && given.length < portoneVariables.length) {
       throw new Error(
@@ -315,12 +375,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       keys,
       sandbox,
       // stop taking requests first, then tear down what they would use
-      close: () => closing ??= stopServer().then(cleanup),
+      close: () => closing ??= stopServer().then(teardown),
       [Symbol.asyncDispose]: () => stack.close(),
     };
     return stack;
   } catch (error) {
-    await cleanup();
+    await teardown();
     throw error;
   }
 }

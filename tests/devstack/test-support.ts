@@ -20,6 +20,20 @@ export interface RunningStack extends AsyncDisposable {
   token(userId?: string, options?: { admin?: boolean }): Promise<string>;
   /** SIGTERM, then the exit code. */
   stop(): Promise<number>;
+  /** Sends a signal (SIGKILL: a crash no handler sees) without waiting. */
+  kill(signal: Deno.Signal): void;
+  /** The exit code, once the process has ended. */
+  readonly exited: Promise<number>;
+}
+
+export interface SpawnOptions {
+  readonly env?: Record<string, string>;
+  /** Where the state and key files go; kept after the stack stops (default: a temp dir removed then). */
+  readonly dir?: string;
+  /** The entry point (default: main.ts, as `deno task dev` runs it). */
+  readonly entry?: string;
+  /** How long start-up may take (default 45 s). */
+  readonly readyTimeoutMs?: number;
 }
 
 /** The parent's environment minus what would change the stack's mode (the suite sets DATABASE_URL). */
@@ -35,8 +49,9 @@ function baseEnv(): Record<string, string> {
   return env;
 }
 
-export async function spawnStack(options: { env?: Record<string, string> } = {}): Promise<RunningStack> {
-  const dir = await Deno.makeTempDir({ prefix: "devstack-test-" });
+export async function spawnStack(options: SpawnOptions = {}): Promise<RunningStack> {
+  const dir = options.dir ?? await Deno.makeTempDir({ prefix: "devstack-test-" });
+  const readyTimeoutMs = options.readyTimeoutMs ?? 45_000;
   const stateFile = `${dir}/devstack.json`;
   const keyFile = `${dir}/dev-signing-key.json`;
   const env = {
@@ -49,7 +64,7 @@ export async function spawnStack(options: { env?: Record<string, string> } = {})
     ...options.env,
   };
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", main],
+    args: ["run", "--allow-all", options.entry ?? main],
     env,
     clearEnv: true,
     stdin: "null",
@@ -75,8 +90,8 @@ export async function spawnStack(options: { env?: Record<string, string> } = {})
   const status = child.status;
   status.then((s) => failed(new Error(`the stack exited (code ${s.code}) before it was ready:\n${text}`)));
   const timeout = setTimeout(
-    () => failed(new Error(`the stack was not ready within 45 s:\n${text}`)),
-    45_000,
+    () => failed(new Error(`the stack was not ready within ${readyTimeoutMs / 1000} s:\n${text}`)),
+    readyTimeoutMs,
   );
 
   let stopped: Promise<number> | null = null;
@@ -90,7 +105,7 @@ export async function spawnStack(options: { env?: Record<string, string> } = {})
       }
       const { code } = await status;
       await pumps;
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      if (!options.dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
       return code;
     })();
 
@@ -127,6 +142,17 @@ export async function spawnStack(options: { env?: Record<string, string> } = {})
       return new TextDecoder().decode(result.stdout).trim();
     },
     stop,
+    kill(signal) {
+      try {
+        child.kill(signal);
+      } catch {
+        // already exited
+      }
+    },
+    exited: status.then(async (s) => {
+      await pumps;
+      return s.code;
+    }),
     [Symbol.asyncDispose]: async () => {
       await stop();
     },

@@ -40,7 +40,7 @@ async function run(cmd: string, args: string[], stdin?: string): Promise<string>
 export async function restartableDatabase(): Promise<RestartableDatabase> {
   const source = Deno.env.get("TEST_ADMIN_DATABASE_URL");
   if (!source) throw new Error("TEST_ADMIN_DATABASE_URL is not set: run the tests with `deno task test`");
-  const cluster: Cluster = await startCluster({ durable: true });
+  const cluster: Cluster = await startCluster({ productionDurability: true });
   try {
     const roles = (await run("pg_dumpall", ["--roles-only", "--no-role-passwords", "-d", source]))
       .split("\n")

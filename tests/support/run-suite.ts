@@ -158,11 +158,20 @@ async function main(): Promise<number> {
     const pgtap = pgProveCounts(pgProve.text, pgProve.code);
     say(`pgTAP: ${pgtap.passed} passed, ${pgtap.failed} failed`);
 
+    // tests/fuzz.test.ts compares every table before and after, so it gets a database of its own, migrated
+    // the same way (a copy by TEMPLATE is impossible: pg_cron's launcher stays connected to the source)
+    const fuzzDatabase = await createScratchDatabase(adminUrl);
+    cleanups.push(fuzzDatabase.drop);
+    await applyBootstrap(fuzzDatabase.url);
+    const fuzzAppUrl = withDatabase(appUrl, new URL(fuzzDatabase.url).pathname.slice(1));
+    await pushMigrations(fuzzAppUrl);
+
     // `deno task test tests/a.test.ts …` runs only those Deno test files (the database steps run as always)
     const denoTest = await runTee(Deno.execPath(), ["test", "--allow-all", "--parallel", ...Deno.args], {
       NO_COLOR: "1",
       DATABASE_URL: appUrl,
       TEST_ADMIN_DATABASE_URL: adminUrl,
+      FUZZ_DATABASE_URL: fuzzAppUrl,
       TEST_DATABASE_MODE: serverUrl ? "DATABASE_URL" : "cluster",
     });
     const deno = denoTestCounts(denoTest.text, denoTest.code);

@@ -18,6 +18,7 @@ import { DecryptionError, isSealed, open, seal, sealedWithOlderKey } from "../in
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
 import type { Sql, TransactionSql } from "../infra/db.ts";
+import type { Narrowed, SqlRow } from "../infra/rows.ts";
 import { log } from "../infra/log.ts";
 import { PortOneRefusal } from "../portone/gateway.ts";
 import { maskDigits } from "../portone/snapshot.ts";
@@ -26,19 +27,24 @@ import type { AppDeps } from "../infra/runtime.ts";
 // ---------------------------------------------------------------------------------------------------
 // Requests and views
 
-interface BillingKeyRow {
-  id: string;
-  status: "ISSUED" | "DELETED";
-  pg_provider: string | null;
-  card_issuer: string | null;
-  card_brand: string | null;
-  card_type: string | null;
-  card_number_masked: string | null;
-  card_name: string | null;
-  issued_at: Date | null;
-  deleted_at: Date | null;
-  created_at: Date;
-}
+/** A billing key's masked columns (viewColumns); status is a closed union held by a check constraint. */
+type BillingKeyRow = Narrowed<
+  Pick<
+    SqlRow<"billing_keys", "issued_at" | "deleted_at" | "created_at">,
+    | "id"
+    | "status"
+    | "pg_provider"
+    | "card_issuer"
+    | "card_brand"
+    | "card_type"
+    | "card_number_masked"
+    | "card_name"
+    | "issued_at"
+    | "deleted_at"
+    | "created_at"
+  >,
+  { status: "ISSUED" | "DELETED" }
+>;
 
 /** The masked columns; `billing_key` is deliberately absent so it cannot reach a reply by accident. */
 const viewColumns = (sql: Sql | TransactionSql) =>

@@ -28,6 +28,7 @@ import { log } from "../infra/log.ts";
 import { PortOneRefusal } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { defineFunction, type EdgeFunction, json, readJson } from "../infra/http.ts";
+import type { SqlRow } from "../infra/rows.ts";
 
 const operators = ["SKT", "KT", "LGU", "SKT_MVNO", "KT_MVNO", "LGU_MVNO"] as const;
 const genders = ["MALE", "FEMALE", "OTHER"] as const;
@@ -66,12 +67,10 @@ function oneOf<T extends string>(values: readonly T[], value: string | undefined
   return value !== undefined && (values as readonly string[]).includes(value) ? value as T : null;
 }
 
-interface StatusRow {
-  name_masked: string;
-  operator: string | null;
-  is_foreigner: boolean | null;
-  verified_at: Date;
-}
+type StatusRow = Pick<
+  SqlRow<"identity_verifications", "verified_at">,
+  "name_masked" | "operator" | "is_foreigner" | "verified_at"
+>;
 
 function toStatus(row: StatusRow | undefined): IdentityStatus {
   if (!row) return { verified: false };

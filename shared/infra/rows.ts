@@ -21,3 +21,12 @@ export type RpcReturns<F extends RpcName> = PublicSchema["Functions"][F]["Return
 export type SqlRow<T extends TableName, Timestamps extends keyof Row<T> = never> =
   & Omit<Row<T>, Timestamps>
   & { [K in Timestamps]: null extends Row<T>[K] ? Date | null : Date };
+
+/**
+ * `T` with some columns' types replaced by narrower ones the generator cannot see: a closed union that
+ * the schema holds with a check constraint (generated as `string`), or a not-null that our own writes
+ * guarantee. `Overrides` may only name columns `T` has.
+ */
+export type Narrowed<T, Overrides extends { [K in keyof Overrides]: K extends keyof T ? unknown : never }> =
+  & Omit<T, keyof Overrides>
+  & Overrides;

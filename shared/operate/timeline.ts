@@ -9,6 +9,7 @@
  * caller's Idempotency-Key (shared/payments/cancel.ts). A refusal that named no payment is not linked.
  */
 import type { Sql } from "../infra/db.ts";
+import type { Narrowed, Row, SqlRow } from "../infra/rows.ts";
 import { log } from "../infra/log.ts";
 import { PortOneRefusal } from "../portone/gateway.ts";
 import type { PortOneGateway } from "../portone/gateway.ts";
@@ -128,29 +129,35 @@ const typeRank: Record<TimelineEntry["type"], number> = {
   mismatch: 4,
 };
 
-interface PaymentRow {
-  id: string;
-  order_id: string;
-  order_status: string;
-  order_name: string;
-  user_id: string;
-  store_id: string;
-  status: string;
-  currency: string;
-  total_amount: number;
-  tax_free_amount: number;
-  paid_amount: number;
-  cancelled_amount: number;
-  cancellable_amount: number;
-  cancel_reserved_amount: number;
-  method_type: string | null;
-  pg_provider: string | null;
-  channel_type: string | null;
-  mismatch_reason: string | null;
-  status_changed_at: Date | null;
-  created_at: Date;
-  synced_at: Date | null;
-}
+/** The payment with its order's status and name (joined). */
+type PaymentRow =
+  & Narrowed<
+    Pick<
+      SqlRow<"payments", "status_changed_at" | "created_at" | "synced_at">,
+      | "id"
+      | "order_id"
+      | "user_id"
+      | "store_id"
+      | "status"
+      | "currency"
+      | "total_amount"
+      | "tax_free_amount"
+      | "paid_amount"
+      | "cancelled_amount"
+      | "cancellable_amount"
+      | "cancel_reserved_amount"
+      | "method_type"
+      | "pg_provider"
+      | "channel_type"
+      | "mismatch_reason"
+      | "status_changed_at"
+      | "created_at"
+      | "synced_at"
+    >,
+    // generated from two not-null columns, so never null
+    { cancellable_amount: number }
+  >
+  & { order_status: Row<"orders">["status"]; order_name: Row<"orders">["order_name"] };
 
 function portoneState(snapshot: PaymentSnapshot): PaymentState {
   return {

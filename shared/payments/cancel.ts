@@ -29,32 +29,48 @@ import { maskDigits } from "../portone/snapshot.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { syncPayment } from "./sync.ts";
 import { recordSettlement } from "./sync-cancellations.ts";
+import type { Narrowed, Row } from "../infra/rows.ts";
 
-interface LockedPayment {
-  id: string;
-  user_id: string;
-  status: string;
-  paid_amount: number;
-  cancelled_amount: number;
-  tax_free_amount: number;
-  cancelled_tax_free_amount: number;
-  method_type: string | null;
-  pg_provider: string | null;
-}
+type LockedPayment = Pick<
+  Row<"payments">,
+  | "id"
+  | "user_id"
+  | "status"
+  | "paid_amount"
+  | "cancelled_amount"
+  | "tax_free_amount"
+  | "cancelled_tax_free_amount"
+  | "method_type"
+  | "pg_provider"
+>;
 
-interface CancellationRow {
-  id: string;
-  payment_id: string;
-  status: "REQUESTED" | "SUCCEEDED" | "FAILED";
-  amount: number;
-  tax_free_amount: number;
-  reason: string;
-  requester: "CUSTOMER" | "ADMIN";
-  idempotency_key: string;
-  current_cancellable_amount: number;
-  portone_cancellation_id: string | null;
-  failure_reason: string | null;
-}
+/**
+ * A cancellation as cancel sends it to PortOne: the columns are the generated ones, narrowed to what
+ * cancel's own reservations hold. A row sync-cancellations records for a cancellation made at PortOne
+ * (requester 'PORTONE', no key, no balance) always carries PortOne's id and is never sent again.
+ */
+type CancellationRow = Narrowed<
+  Pick<
+    Row<"payment_cancellations">,
+    | "id"
+    | "payment_id"
+    | "status"
+    | "amount"
+    | "tax_free_amount"
+    | "reason"
+    | "requester"
+    | "idempotency_key"
+    | "current_cancellable_amount"
+    | "portone_cancellation_id"
+    | "failure_reason"
+  >,
+  {
+    status: "REQUESTED" | "SUCCEEDED" | "FAILED";
+    requester: "CUSTOMER" | "ADMIN";
+    idempotency_key: string;
+    current_cancellable_amount: number;
+  }
+>;
 
 /** What to send PortOne: the reservation, and whether it is a retry of an earlier identical request. */
 type Reservation =
@@ -351,7 +367,7 @@ export function abandonedCancellationCutoff(deps: AppDeps): Date {
 export async function recoverAbandonedCancellations(deps: AppDeps, paymentId: string): Promise<boolean> {
   const abandonedBefore = abandonedCancellationCutoff(deps);
   const abandoned = () =>
-    deps.sql<(CancellationRow & { method_type: string | null })[]>`
+    deps.sql<(CancellationRow & Pick<Row<"payments">, "method_type">)[]>`
       select c.*, p.method_type from public.payment_cancellations c join public.payments p on p.id = c.payment_id
       where c.payment_id = ${paymentId} and c.status = 'REQUESTED' and c.requested_at < ${abandonedBefore}
       order by c.requested_at`;
@@ -417,7 +433,11 @@ export async function cancelPayment(
     await settle(deps, cancellation, answerToSettlement(answer));
   }
   const [row] = await deps.sql<
-    (CancellationRow & { payment_status: string; cancelled_amount: number; cancellable_amount: number })[]
+    (
+      & CancellationRow
+      & { payment_status: Row<"payments">["status"]; cancellable_amount: number }
+      & Pick<Row<"payments">, "cancelled_amount">
+    )[]
   >`
     select c.*, p.status as payment_status, p.cancelled_amount, p.cancellable_amount
     from public.payment_cancellations c join public.payments p on p.id = c.payment_id

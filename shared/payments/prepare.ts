@@ -13,15 +13,15 @@ import type { AppDeps } from "../infra/runtime.ts";
 import { defineFunction, type EdgeFunction, readJson, replyJson } from "../infra/http.ts";
 import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
 import { requireOwnOrder } from "./ownership.ts";
+import type { Row, SqlRow } from "../infra/rows.ts";
 
-interface Attempt {
-  id: string;
-  order_name: string;
-  total_amount: number;
-  tax_free_amount: number;
-  currency: string;
-  pre_registered_at: Date | null;
-}
+/** A payment attempt with its order's name (joined, or echoed by `returning`). */
+type Attempt =
+  & Pick<
+    SqlRow<"payments", "pre_registered_at">,
+    "id" | "total_amount" | "tax_free_amount" | "currency" | "pre_registered_at"
+  >
+  & Pick<Row<"orders">, "order_name">;
 
 /**
  * Finds the order's live attempt or creates one, under the order's row lock so racing prepares agree. The
@@ -35,7 +35,7 @@ async function reserveAttempt(
   channelKey: string,
 ): Promise<Attempt> {
   return await deps.sql.begin(async (tx) => {
-    const [order] = await tx<{ id: string; status: string; order_name: string }[]>`
+    const [order] = await tx<Pick<Row<"orders">, "id" | "status" | "order_name">[]>`
       select id, status, order_name from public.orders
       where id = ${orderId} and user_id = ${caller.userId}
       for update`;
@@ -43,7 +43,12 @@ async function reserveAttempt(
     if (!order) throw new AppError("not_found", "Order not found");
     if (order.status !== "pending") throw new AppError("order_not_payable", `Order is ${order.status}`);
 
-    const live = await tx<(Attempt & { status: string; virtual_account_expires_at: Date | null })[]>`
+    const live = await tx<
+      (
+        & Attempt
+        & Pick<SqlRow<"payments", "virtual_account_expires_at">, "status" | "virtual_account_expires_at">
+      )[]
+    >`
       select p.id, o.order_name, p.total_amount, p.tax_free_amount, p.currency, p.pre_registered_at, p.status,
              p.virtual_account_expires_at
       from public.payments p join public.orders o on o.id = p.order_id

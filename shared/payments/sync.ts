@@ -19,6 +19,7 @@ import { PortOneRefusal } from "../portone/gateway.ts";
 import { type ParsedPayment, parsePayment, type PaymentSnapshot } from "../portone/snapshot.ts";
 import { canTransition, type PaymentStatus, statusRank } from "./status.ts";
 import type { Sql, TransactionSql } from "../infra/db.ts";
+import type { Narrowed, Row, SqlRow } from "../infra/rows.ts";
 import { log } from "../infra/log.ts";
 import { syncCancellations } from "./sync-cancellations.ts";
 
@@ -72,28 +73,34 @@ export type SyncResult =
   /** We never prepared this paymentId. */
   | { readonly outcome: "not_ours" };
 
-interface StoredPayment {
-  id: string;
-  order_id: string;
-  store_id: string;
-  status: PaymentStatus;
-  total_amount: number;
-  tax_free_amount: number;
-  currency: string;
-  paid_amount: number;
-  cancelled_amount: number;
-  cancellable_amount: number;
-  mismatch_reason: string | null;
-  status_changed_at: Date | null;
-  channel_key: string | null;
-  billing_channel_key: string | null;
-  virtual_account_bank: string | null;
-  virtual_account_number: string | null;
-  virtual_account_holder: string | null;
-  virtual_account_expires_at: Date | null;
-  order_name: string;
-  order_status: string;
-}
+/** The payment as the sync reads it, with its order's name and status (joined). */
+type StoredPayment =
+  & Narrowed<
+    Pick<
+      SqlRow<"payments", "status_changed_at" | "virtual_account_expires_at">,
+      | "id"
+      | "order_id"
+      | "store_id"
+      | "status"
+      | "total_amount"
+      | "tax_free_amount"
+      | "currency"
+      | "paid_amount"
+      | "cancelled_amount"
+      | "cancellable_amount"
+      | "mismatch_reason"
+      | "status_changed_at"
+      | "channel_key"
+      | "billing_channel_key"
+      | "virtual_account_bank"
+      | "virtual_account_number"
+      | "virtual_account_holder"
+      | "virtual_account_expires_at"
+    >,
+    // cancellable_amount is generated from two not-null columns, so never null
+    { status: PaymentStatus; cancellable_amount: number }
+  >
+  & { order_name: Row<"orders">["order_name"]; order_status: Row<"orders">["status"] };
 
 const selectPayment = (tx: Sql | TransactionSql, paymentId: string, lock: boolean) =>
   tx<StoredPayment[]>`

@@ -24,6 +24,7 @@ import type { AppDeps } from "../infra/runtime.ts";
 import { syncPayment } from "../payments/sync.ts";
 import { syncBillingKey } from "../billing/keys.ts";
 import { classify, type Delivery, truncate, type VerifiedEvent } from "./formats.ts";
+import type { Row } from "../infra/rows.ts";
 
 /** Transaction events: each one means "re-fetch this payment". */
 const transactionTypes = new Set([
@@ -50,11 +51,7 @@ const duplicateWaitMs = 5_000;
 
 export type WebhookOutcome = "processed" | "ignored";
 
-interface InboxRow {
-  id: number;
-  status: string;
-  lease_token: string | null;
-}
+type InboxRow = Pick<Row<"webhook_logs">, "id" | "status" | "lease_token">;
 
 /**
  * Verifies with the current secret, then the previous one (rotation); returns the parsed body, or

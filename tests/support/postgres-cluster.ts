@@ -41,7 +41,8 @@ export interface ClusterOptions {
   readonly maxConnections?: number;
 }
 
-async function output(cmd: string, args: string[]): Promise<string | null> {
+/** A command's trimmed stdout, or null when it is missing or fails. */
+export async function output(cmd: string, args: string[]): Promise<string | null> {
   try {
     const result = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "null" }).output();
     return result.success ? new TextDecoder().decode(result.stdout).trim() : null;
@@ -50,11 +51,13 @@ async function output(cmd: string, args: string[]): Promise<string | null> {
   }
 }
 
-/** The directory holding initdb, pg_ctl and postgres. Debian keeps them off PATH. */
-export async function findServerBinDir(): Promise<string> {
+/**
+ * Where server binaries may be, best first: PG_BINDIR, `pg_config --bindir`, then Debian's
+ * `/usr/lib/postgresql/<major>/bin`, newest major first (Debian keeps them off PATH).
+ */
+export async function serverBinDirCandidates(env: Record<string, string | undefined>): Promise<string[]> {
   const candidates: string[] = [];
-  const fromEnv = Deno.env.get("PG_BINDIR");
-  if (fromEnv) candidates.push(fromEnv);
+  if (env.PG_BINDIR) candidates.push(env.PG_BINDIR);
   const fromPgConfig = await output("pg_config", ["--bindir"]);
   if (fromPgConfig) candidates.push(fromPgConfig);
   try {
@@ -64,8 +67,14 @@ export async function findServerBinDir(): Promise<string> {
       .sort((a, b) => Number(b) - Number(a));
     candidates.push(...versions.map((v) => `/usr/lib/postgresql/${v}/bin`));
   } catch {
-    // no Debian layout; the candidates from PATH and env are all we have
+    // no Debian layout
   }
+  return candidates;
+}
+
+/** The directory holding initdb, pg_ctl and postgres. */
+export async function findServerBinDir(): Promise<string> {
+  const candidates = await serverBinDirCandidates(Deno.env.toObject());
   for (const dir of candidates) {
     try {
       Deno.statSync(`${dir}/initdb`);

@@ -758,17 +758,7 @@ function getAllByCursor(
 ): PortOnePayment.GetAllPaymentsByCursorResponse {
   const body = queryBody(req);
   const storeId = resolveStore(ctx, optionalString(body, "storeId"));
-  const size = optionalInt(body, "size", 1) ?? 10;
-  if (size > 1000) throw invalid("size must be at most 1000");
-  const until = optionalTime(body, "until") ?? ctx.clock().getTime();
-  const from = optionalTime(body, "from") ?? until - 90 * 24 * 3600_000;
-  const cursor = optionalString(body, "cursor");
-  let after = 0;
-  if (cursor !== undefined) {
-    const match = /^seq:(\d+)$/.exec(safeAtob(cursor));
-    if (!match) throw invalid("cursor is not one this API returned");
-    after = Number(match[1]);
-  }
+  const { size, from, until, after } = cursorPage(ctx, body, "seq");
   const items = [...ctx.state.payments.values()]
     .filter((record) =>
       record.storeId === storeId && record.seq > after &&
@@ -793,17 +783,7 @@ function getAllEventsByCursor(
   const body = queryBody(req);
   const storeIdInput = optionalString(body, "storeId");
   const storeId = storeIdInput === undefined ? undefined : resolveStore(ctx, storeIdInput);
-  const size = optionalInt(body, "size", 1) ?? 10;
-  if (size > 1000) throw invalid("size must be at most 1000");
-  const until = optionalTime(body, "until") ?? ctx.clock().getTime();
-  const from = optionalTime(body, "from") ?? until - 90 * 24 * 3600_000;
-  const cursor = optionalString(body, "cursor");
-  let after = 0;
-  if (cursor !== undefined) {
-    const match = /^event:(\d+)$/.exec(safeAtob(cursor));
-    if (!match) throw invalid("cursor is not one this API returned");
-    after = Number(match[1]);
-  }
+  const { size, from, until, after } = cursorPage(ctx, body, "event");
   const items = ctx.state.paymentEvents
     .filter((record) =>
       record.seq > after && (storeId === undefined || record.storeId === storeId) &&
@@ -816,6 +796,25 @@ function getAllEventsByCursor(
       cursor: btoa(`event:${seq}`),
     })),
   };
+}
+
+/**
+ * The paging fields both cursor APIs share: `size` (default 10, at most 1000), the [from, until] window
+ * (default: the 90 days before now) and `cursor`, an opaque token this API returned (`<kind>:<seq>`).
+ */
+function cursorPage(ctx: ApiContext, body: Record<string, unknown>, kind: "seq" | "event") {
+  const size = optionalInt(body, "size", 1) ?? 10;
+  if (size > 1000) throw invalid("size must be at most 1000");
+  const until = optionalTime(body, "until") ?? ctx.clock().getTime();
+  const from = optionalTime(body, "from") ?? until - 90 * 24 * 3600_000;
+  const cursor = optionalString(body, "cursor");
+  let after = 0;
+  if (cursor !== undefined) {
+    const match = new RegExp(`^${kind}:(\\d+)$`).exec(safeAtob(cursor));
+    if (!match) throw invalid("cursor is not one this API returned");
+    after = Number(match[1]);
+  }
+  return { size, from, until, after };
 }
 
 function safeAtob(value: string): string {

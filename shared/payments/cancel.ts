@@ -86,6 +86,12 @@ function maskName(name: string): string {
   return chars.length <= 1 ? "*" : `${chars[0]}${"*".repeat(chars.length - 1)}`;
 }
 
+/**
+ * A plain array, typed by the server as the parameter's text[] (sql.array would look its array type up when
+ * the query is built, before a new connection has fetched the array types, and send it as text).
+ */
+const phoneRequiringPgs = [...pgProvidersRequiringRefundPhone];
+
 /** private.reserve_cancellation's refusals (see its migration), by SQLSTATE; DETAIL holds their details. */
 const reservationRefusals: Readonly<Record<string, ErrorCode>> = {
   PC001: "not_found",
@@ -148,7 +154,7 @@ async function reserve(
         : null
     },
         refund_account_has_phone => ${Boolean(account?.holderPhoneNumber)},
-        pg_providers_requiring_phone => ${deps.sql.array([...pgProvidersRequiringRefundPhone])}
+        pg_providers_requiring_phone => ${phoneRequiringPgs}
       )`;
   } catch (error) {
     throw reservationError(error);

@@ -19,7 +19,7 @@ create or replace function private.require_refund_account(
 )
 returns void
 language plpgsql
-immutable
+stable
 security invoker
 set search_path = ''
 as $$

@@ -1,7 +1,8 @@
 /**
  * What cancel's own database work costs at the wire, counted by the bench's counting proxy on a warm
  * connection with prepared statements (production's direct connection): the reservation is one round trip,
- * whether it records a new cancellation or answers a retry whose cancellation PortOne already settled.
+ * whether it records a new cancellation or answers a retry whose cancellation PortOne already settled (two
+ * without prepared statements, as through Supabase's transaction pooler).
  */
 import assert from "node:assert/strict";
 import { readConfig } from "../shared/infra/config.ts";
@@ -72,6 +73,29 @@ Deno.test("cancel's reservation costs one round trip", async (t) => {
       assert.deepEqual(result, first);
       assert.deepEqual(wire, { roundTrips: 1, statements: 1, transactions: 1 });
     });
+
+    await t.step(
+      "without prepared statements (a transaction pooler): the reservation costs two",
+      async () => {
+        const unprepared = createAppDeps(
+          readConfig({ ...functionEnv(app.sandbox, proxy.url), DB_PREPARE: "false" }),
+        );
+        try {
+          await unprepared.sql`select 1`;
+          const paymentId = await paid();
+          const key = `u-${crypto.randomUUID()}`;
+          const request = { paymentId, amount: 1500, reason: "풀러" };
+          const first = await cancelPayment(unprepared, admin, request, key);
+          assert.equal(first.cancellation.status, "SUCCEEDED");
+          const { result, wire } = await counted(() => cancelPayment(unprepared, admin, request, key));
+          assert.deepEqual(result, first);
+          // Parse/Describe/Flush, then Bind/Execute/Sync
+          assert.deepEqual(wire, { roundTrips: 2, statements: 1, transactions: 1 });
+        } finally {
+          await unprepared.sql.end();
+        }
+      },
+    );
   } finally {
     await deps.sql.end();
     await proxy.close();

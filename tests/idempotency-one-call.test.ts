@@ -120,6 +120,45 @@ Deno.test("withIdempotency: requirements, the pipelined last write, and one run 
       assert.equal(after, 3, "the claim, the write, the completion");
     });
 
+    await t.step("a prefetch shares the claim's round trip and is handed to the work", async () => {
+      const counted = async () => {
+        const key = `prefetch-${crypto.randomUUID()}`;
+        const marker = crypto.randomUUID();
+        proxy.reset();
+        const reply = await withIdempotency(
+          sql,
+          {
+            ...scope(key, [holds(true)]),
+            prefetch: (client) => client<{ marker: string }[]>`select ${marker} as marker`,
+          },
+          (prefetched) => Promise.resolve({ seen: prefetched[0]?.marker }),
+        );
+        assert.deepEqual(reply, { status: 200, body: { seen: marker }, replayed: false });
+        return proxy.counts().roundTrips;
+      };
+      await counted(); // warm
+      assert.equal(await counted(), 2, "the claim with the prefetch, then the completion");
+    });
+
+    await t.step("a prefetch that fails frees the claim at once; a refused request drops it", async () => {
+      const key = `prefetch-fails-${crypto.randomUUID()}`;
+      const failed = await outcome(withIdempotency(
+        sql,
+        { ...scope(key), prefetch: (client) => client`select 1 / 0` },
+        () => Promise.resolve({ never: true }),
+      ));
+      assert.equal(failed.status, 503);
+      assert.deepEqual(await rows(key), [], "the claim was released");
+      const refused = await outcome(withIdempotency(
+        sql,
+        { ...scope(key, [holds(false, "not yours")]), prefetch: (client) => client`select 1 / 0` },
+        () => Promise.resolve({ never: true }),
+      ));
+      assert.deepEqual(refused, { status: 404, code: "not_found", message: "not yours" });
+      const retry = await outcome(withIdempotency(sql, scope(key), () => Promise.resolve({ ok: 7 })));
+      assert.deepEqual(retry, { status: 200, body: { ok: 7 }, replayed: false });
+    });
+
     await t.step("a last write that fails fails the request; a retry gets the stored reply", async () => {
       const key = `failing-${crypto.randomUUID()}`;
       const failed = await outcome(withIdempotency(

@@ -10,8 +10,9 @@ import { log } from "../infra/log.ts";
 import { PortOneRefusal } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { syncPayment } from "../payments/sync.ts";
-import { revealBillingKey, syncBillingKey } from "./keys.ts";
-import { refusing } from "../payments/refusals.ts";
+import { openBillingKey, syncBillingKey } from "./keys.ts";
+import { asRefusal } from "../payments/refusals.ts";
+import type { Sql } from "../infra/db.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // Requests and replies
@@ -43,22 +44,62 @@ export function portoneIdempotencyKeyFor(paymentId: string): string {
   return `billing-pay-${paymentId}`;
 }
 
-interface ReservationRow {
-  outcome: "refresh" | "settled" | "reserved";
-  browser_attempts: string[] | null;
-  payment_id: string | null;
-  taken_over_from_window: boolean | null;
-  key_user_id: string | null;
+/**
+ * What a charge reads before it reserves: the saved card's sealed value (to open it here: the data keys never
+ * reach the database) and the order's open browser attempts (to re-fetch them at PortOne first). Read-only
+ * and limited to the caller's own rows, so it may travel beside the Idempotency-Key claim.
+ */
+export interface ChargeLook {
+  /** Null when the key is not the caller's (the reservation then refuses it). */
   sealed_billing_key: string | null;
+  browser_attempts: string[] | null;
+}
+
+export function lookBeforeCharge(
+  caller: Caller,
+  billingKeyId: string,
+  orderId: string,
+): (sql: Sql) => Promise<ChargeLook> {
+  return async (sql) => {
+    const [look] = await sql<ChargeLook[]>`
+      select
+        (select k.billing_key from public.billing_keys k
+         where k.id = ${billingKeyId}::uuid and k.user_id = ${caller.userId}) as sealed_billing_key,
+        (select array_agg(p.id order by p.created_at) from public.payments p
+         where p.order_id = ${orderId}::uuid and p.user_id = ${caller.userId} and p.billing_key_id is null
+           and p.status in ('READY', 'PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED')) as browser_attempts`;
+    return look!;
+  };
+}
+
+interface ReservationRow {
+  outcome: "reserved" | "settled" | "key_changed";
+  payment_id: string;
+  taken_over_from_window: boolean | null;
   order_name: string | null;
   total_amount: number | null;
   tax_free_amount: number | null;
   currency: string | null;
 }
 
+/** The key opened for a charge, or why it does not open (raised by the reservation at its place). */
+async function openForCharge(
+  deps: AppDeps,
+  caller: Caller,
+  sealed: string | null,
+): Promise<{ plain: string | null; resealed: string | null; refusal: AppError | null }> {
+  if (sealed === null) return { plain: null, resealed: null, refusal: null };
+  try {
+    return { ...await openBillingKey(deps, { user_id: caller.userId, billing_key: sealed }), refusal: null };
+  } catch (error) {
+    if (error instanceof AppError) return { plain: null, resealed: null, refusal: error };
+    throw error;
+  }
+}
+
 /**
  * Finds or creates the attempt under the order's row lock, in one call of private.reserve_billing_attempt
- * (migration 20261201170100) inside a transaction that also opens the key. An open (READY) attempt of this order with this key is reused, so a request
+ * (migration 20261201170100). An open (READY) attempt of this order with this key is reused, so a request
  * retried after an outage charges the same paymentId with the same PortOne Idempotency-Key. An attempt
  * that FAILED is never reused: its PortOne key would replay the decline.
  *
@@ -66,15 +107,15 @@ interface ReservationRow {
  * taken over and charged under its own paymentId. PortOne holds at most one payment per paymentId, so if the
  * customer pays in a window that is still open, only one of the two can succeed; the other is refused.
  *
- * The order's open browser attempts are re-fetched at PortOne first (the function names them and writes
- * nothing; they are synced and the function is called again), so one the customer already paid (or left
- * pending, or holding an open virtual account) before our confirm or the webhook arrived is on record when
- * the reservation looks at the order: the order is then paid (409 order_not_payable) or the attempt blocks
- * (409 payment_in_progress) before PortOne is asked to charge. A window paying at the same moment is caught
- * by the shared paymentId.
+ * The order's open browser attempts (from the look) are re-fetched at PortOne first, so one the customer
+ * already paid (or left pending, or holding an open virtual account) before our confirm or the webhook
+ * arrived is on record when the reservation looks at the order: the order is then paid (409
+ * order_not_payable) or the attempt blocks (409 payment_in_progress) before PortOne is asked to charge. A
+ * window paying at the same moment is caught by the shared paymentId.
  *
- * The key's sealed value comes back from the database and is opened here, before the transaction commits
- * (DATA_ENCRYPTION_KEYS never reach the database).
+ * The key is opened before the call; one that does not open (a data key dropped too early, a tampered row)
+ * is refused by the reservation where the charge would need it — after every other refusal, and before
+ * anything is written.
  */
 async function reserveBillingAttempt(
   deps: AppDeps,
@@ -82,42 +123,45 @@ async function reserveBillingAttempt(
   billingKeyId: string,
   orderId: string,
   requestKey: string,
+  look: ChargeLook,
 ): Promise<Reservation> {
   // a call still running at PortOne is bounded by our timeout; a READY attempt of another key younger than
   // this may be charging right now
   const inFlightSeconds = Math.ceil(deps.config.portone.timeoutMs / 1000) * 2 + 30;
-  let refreshBrowserAttempts = true;
-  for (;;) {
-    // a transaction around the one call, so that a key that does not open (a data key dropped too early, a
-    // tampered row) rolls the reservation back: nothing is written for a charge that cannot be made
-    const reservation = await refusing(deps.sql.begin(async (tx): Promise<Reservation | string[]> => {
-      const [row] = await tx<ReservationRow[]>`
-        select outcome, browser_attempts, payment_id, taken_over_from_window, key_user_id, sealed_billing_key,
-               order_name, total_amount, tax_free_amount, currency
+  for (const paymentId of look.browser_attempts ?? []) await syncPayment(deps, paymentId, "billing");
+  let sealed = look.sealed_billing_key;
+  for (let pass = 1;; pass++) {
+    const key = await openForCharge(deps, caller, sealed);
+    let row: ReservationRow | undefined;
+    try {
+      [row] = await deps.sql<ReservationRow[]>`
+        select outcome, payment_id, taken_over_from_window, order_name, total_amount, tax_free_amount, currency
         from private.reserve_billing_attempt(${caller.userId}, ${billingKeyId}, ${orderId}, ${requestKey},
                                              ${deps.config.portone.storeId}, ${deps.config.portone.billingChannelKey},
-                                             ${inFlightSeconds}, ${newPaymentId()}, ${refreshBrowserAttempts})`;
-      if (!row) throw new Error("reserve_billing_attempt returned no row");
-      if (row.outcome === "refresh") return row.browser_attempts ?? [];
-      if (row.outcome === "settled") return { settled: true, paymentId: row.payment_id! };
-      return {
-        settled: false,
-        takenOverFromWindow: row.taken_over_from_window!,
-        billingKey: await revealBillingKey(deps, tx, {
-          id: billingKeyId,
-          user_id: row.key_user_id!,
-          billing_key: row.sealed_billing_key!,
-        }),
-        orderName: row.order_name!,
-        paymentId: row.payment_id!,
-        totalAmount: row.total_amount!,
-        taxFreeAmount: row.tax_free_amount!,
-        currency: row.currency!,
-      };
-    }));
-    if (!Array.isArray(reservation)) return reservation;
-    for (const paymentId of reservation) await syncPayment(deps, paymentId, "billing");
-    refreshBrowserAttempts = false;
+                                             ${inFlightSeconds}, ${newPaymentId()}, ${sealed},
+                                             ${key.refusal?.message ?? null}, ${key.resealed})`;
+    } catch (error) {
+      if (key.refusal && (error as { code?: unknown })?.code === "PT005") throw key.refusal;
+      throw asRefusal(error);
+    }
+    if (!row) throw new Error("reserve_billing_attempt returned no row");
+    if (row.outcome === "settled") return { settled: true, paymentId: row.payment_id };
+    if (row.outcome === "key_changed") {
+      // re-sealed (or registered) meanwhile by another request: read it again
+      if (pass >= 3) throw new Error("the saved card kept changing while it was being charged");
+      sealed = (await lookBeforeCharge(caller, billingKeyId, orderId)(deps.sql)).sealed_billing_key;
+      continue;
+    }
+    return {
+      settled: false,
+      takenOverFromWindow: row.taken_over_from_window!,
+      billingKey: key.plain!,
+      orderName: row.order_name!,
+      paymentId: row.payment_id,
+      totalAmount: row.total_amount!,
+      taxFreeAmount: row.tax_free_amount!,
+      currency: row.currency!,
+    };
   }
 }
 
@@ -145,10 +189,11 @@ export async function payWithSavedBillingKey(
   billingKeyId: string,
   input: PayWithBillingKeyRequest,
   idempotencyKey: string,
+  look: ChargeLook,
 ): Promise<BillingPaymentResponse> {
   // which request made an attempt, kept in its audit events: a retry of it finds it again
   const requestKey = await sha256Hex(`billing-pay:${caller.userId}:${billingKeyId}:${idempotencyKey}`);
-  const attempt = await reserveBillingAttempt(deps, caller, billingKeyId, input.orderId, requestKey);
+  const attempt = await reserveBillingAttempt(deps, caller, billingKeyId, input.orderId, requestKey, look);
   if (attempt.settled) return await answerSettledAttempt(deps, attempt.paymentId);
 
   let declined: PortOneRefusal | null = null;

@@ -13,7 +13,7 @@ import { defineFunction, type EdgeFunction, json, readJson, replyJson } from "..
 import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
 import { PayWithBillingKeyRequest, RegisterBillingKeyRequest } from "../contract/billing-key.ts";
 import { deleteSavedBillingKey, listBillingKeys, registerBillingKey } from "./keys.ts";
-import { payWithSavedBillingKey } from "./charge.ts";
+import { lookBeforeCharge, payWithSavedBillingKey } from "./charge.ts";
 import { ownBillingKey, ownOrder } from "../payments/ownership.ts";
 
 // ---------------------------------------------------------------------------------------------------
@@ -86,12 +86,14 @@ export function billingKeyHandler(deps: AppDeps): EdgeFunction {
             request: { billingKeyId: route.id, ...input },
             // an unknown key or order is refused before the Idempotency-Key is claimed, so it writes nothing
             requires: [ownBillingKey(caller, route.id), ownOrder(caller, input.orderId)],
+            // read beside the claim: the key's sealed value and the order's open browser attempts
+            prefetch: lookBeforeCharge(caller, route.id, input.orderId),
           };
           return replyJson(
             await withIdempotency(
               deps.sql,
               scope,
-              () => payWithSavedBillingKey(deps, caller, route.id, input, key),
+              (look) => payWithSavedBillingKey(deps, caller, route.id, input, key, look),
             ),
           );
         }

@@ -25,7 +25,7 @@ export interface StoredReply {
   readonly replayed: boolean;
 }
 
-export interface IdempotencyScope {
+export interface IdempotencyScope<Prefetched = undefined> {
   readonly userId: string;
   readonly route: string;
   /** The Idempotency-Key header, or null when the client sent none. */
@@ -34,6 +34,12 @@ export interface IdempotencyScope {
   readonly request: unknown;
   /** Checked before anything is recorded for the key, in order; see Requirement. */
   readonly requires?: readonly Requirement[];
+  /**
+   * A read the work needs first, sent beside the claim (one round trip for both) and handed to `work`. It is
+   * sent whether or not the claim is granted (a refused or replayed request drops it), so it must not write
+   * and must read only what the caller may see anyway.
+   */
+  readonly prefetch?: (sql: Sql) => PromiseLike<Prefetched>;
 }
 
 export interface ClaimTiming {
@@ -190,14 +196,15 @@ function requirementArray(sql: Sql, requirements: readonly Requirement[]): Condi
  * ReplyWithWrite); an AppError it throws with a final 4xx status is stored like a reply, anything else
  * leaves the key free for a retry.
  */
-export async function withIdempotency(
+export async function withIdempotency<Prefetched = undefined>(
   sql: Sql,
-  scope: IdempotencyScope,
-  work: () => Promise<unknown>,
+  scope: IdempotencyScope<Prefetched>,
+  work: (prefetched: Prefetched) => Promise<unknown>,
   timing: ClaimTiming = defaultClaimTiming,
 ): Promise<StoredReply> {
+  const prefetch = scope.prefetch ?? (() => Promise.resolve(undefined as Prefetched));
   if (scope.key === null) {
-    const result = await work();
+    const result = await work(await prefetch(sql));
     if (!(result instanceof ReplyWithWrite)) return { status: 200, body: result, replayed: false };
     await result.lastWrite;
     return { status: 200, body: result.body, replayed: false };
@@ -206,11 +213,17 @@ export async function withIdempotency(
   await deliverPendingReleases(sql);
 
   const requirements = scope.requires ?? [];
-  const [claimed] = await sql<ClaimResult[]>`
-    select refused, claim_id, claimed_at, stored_request_hash, stored_status, stored_response_status,
-           stored_response_body
-    from private.claim_idempotency_key(${scope.userId}, ${scope.route}, ${scope.key}, ${requestHash},
-                                       ${timing.leaseMs / 1000}, ${requirementArray(sql, requirements)})`;
+  // both sent at once: pipelined on the connection, one round trip
+  const [claiming, prefetching] = await Promise.allSettled([
+    sql<ClaimResult[]>`
+      select refused, claim_id, claimed_at, stored_request_hash, stored_status, stored_response_status,
+             stored_response_body
+      from private.claim_idempotency_key(${scope.userId}, ${scope.route}, ${scope.key}, ${requestHash},
+                                         ${timing.leaseMs / 1000}, ${requirementArray(sql, requirements)})`,
+    prefetch(sql),
+  ]);
+  if (claiming.status === "rejected") throw claiming.reason;
+  const [claimed] = claiming.value;
   if (!claimed) throw new Error("claim_idempotency_key returned no row");
   if (claimed.refused !== null) throw requirements[claimed.refused - 1]!.otherwise();
 
@@ -228,11 +241,15 @@ export async function withIdempotency(
   }
 
   const claim: ClaimRef = { id: claimed.claim_id, claimedAt: claimed.claimed_at };
+  if (prefetching.status === "rejected") {
+    await releaseOrRemember(sql, claim);
+    throw prefetching.reason;
+  }
   const stopHeartbeat = startHeartbeat(sql, claim, timing);
   let reply: { status: number; body: unknown };
   let lastWrite: PromiseLike<unknown> | null = null;
   try {
-    const result = await work();
+    const result = await work(prefetching.value);
     if (result instanceof ReplyWithWrite) {
       reply = { status: 200, body: result.body };
       lastWrite = result.lastWrite;

@@ -7,7 +7,8 @@
 --
 -- Refusals are raised with SQLSTATEs of class PT and the message the client sees, mapped to the same
 -- error codes in shared/payments/refusals.ts:
---   PT001 not_found · PT002 order_not_payable · PT003 payment_in_progress · PT004 billing_key_not_active
+--   PT001 not_found · PT002 order_not_payable · PT003 payment_in_progress · PT004 billing_key_not_active ·
+--   PT005 misconfigured (a saved card that does not open; the caller rethrows its own error)
 
 -- Idempotency-Key claim ------------------------------------------------------------------------------
 -- Claims (user, route, key) for a request, or reports what holds it; see shared/infra/idempotency.ts.
@@ -159,12 +160,15 @@ revoke all on function private.reserve_payment_attempt(uuid, text, text, text, t
 
 -- saved-card charge ----------------------------------------------------------------------------------
 -- Finds or creates the attempt a saved card charges, under the order's row lock (shared/billing/charge.ts
--- tells why each rule exists). Outcomes:
---   'refresh'  — p_refresh_browser_attempts and the order has open browser attempts: their ids, in creation
---                order, for the caller to re-fetch at PortOne before calling again with false; nothing locked
---                or written;
---   'settled'  — an earlier try of this very request (p_request_key) got its attempt settled at PortOne;
---   'reserved' — the attempt to charge, with the key's sealed value (opened by the caller, never here).
+-- tells why each rule exists). The caller has read the key's sealed value beforehand (p_sealed_seen, null if
+-- it found none) and tried to open it — the data keys never reach the database — so:
+--   * p_open_refusal: why it does not open (null if it does); raised as PT005 where the charge would need the
+--     key, after every other refusal and before anything is written;
+--   * p_resealed: its value re-sealed under the current key when the row needs that (null if not), stored
+--     in this transaction, only if the row still holds p_sealed_seen.
+-- Outcomes: 'reserved' (the attempt to charge), 'settled' (an earlier try of this very request, p_request_key,
+-- got its attempt settled at PortOne), 'key_changed' (the key's value is no longer p_sealed_seen: read and
+-- open it again; nothing written).
 -- An open attempt of this order made by prepare (or by this key) is reused, so a retry charges the same
 -- paymentId; a FAILED one never is. Another key's open attempt younger than p_in_flight_seconds may be
 -- charging right now and blocks, like a pending payment or an open virtual account.
@@ -177,15 +181,14 @@ create or replace function private.reserve_billing_attempt(
   p_channel_key text,
   p_in_flight_seconds integer,
   p_new_payment_id text,
-  p_refresh_browser_attempts boolean
+  p_sealed_seen text,
+  p_open_refusal text,
+  p_resealed text
 )
 returns table (
   outcome text,
-  browser_attempts text[],
   payment_id text,
   taken_over_from_window boolean,
-  key_user_id uuid,
-  sealed_billing_key text,
   order_name text,
   total_amount bigint,
   tax_free_amount bigint,
@@ -204,19 +207,7 @@ declare
   v_details jsonb := jsonb_build_object(
     'orderId', p_order_id, 'billingKeyId', p_billing_key_id, 'requestKey', p_request_key);
 begin
-  if p_refresh_browser_attempts then
-    select array_agg(p.id order by p.created_at) into browser_attempts
-    from public.payments p
-    where p.order_id = p_order_id::uuid and p.user_id = p_user_id and p.billing_key_id is null
-      and p.status in ('READY', 'PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED');
-    if browser_attempts is not null then
-      outcome := 'refresh';
-      return next;
-      return;
-    end if;
-  end if;
-
-  select k.user_id, k.billing_key, k.status, k.store_id, k.channel_key into v_key
+  select k.billing_key, k.status, k.store_id, k.channel_key into v_key
   from public.billing_keys k
   where k.id = p_billing_key_id::uuid and k.user_id = p_user_id;
   if not found then
@@ -272,6 +263,20 @@ begin
     raise exception 'Payment % for this order is in progress', v_blocking using errcode = 'PT003';
   end if;
 
+  -- the charge needs the key from here on
+  if v_key.billing_key is distinct from p_sealed_seen then
+    outcome := 'key_changed';
+    return next;
+    return;
+  end if;
+  if p_open_refusal is not null then
+    raise exception '%', p_open_refusal using errcode = 'PT005';
+  end if;
+  if p_resealed is not null then
+    update public.billing_keys k set billing_key = p_resealed, updated_at = now()
+    where k.id = p_billing_key_id::uuid and k.billing_key = p_sealed_seen;
+  end if;
+
   select p.id, p.billing_key_id, p.billing_channel_key into v_reusable
   from public.payments p
   where p.order_id = p_order_id::uuid and p.mismatch_reason is null and p.status = 'READY'
@@ -280,8 +285,6 @@ begin
   limit 1;
 
   outcome := 'reserved';
-  key_user_id := v_key.user_id;
-  sealed_billing_key := v_key.billing_key;
   order_name := v_order.order_name;
   if v_reusable.id is not null then
     -- the channel the charge must report is recorded beside the window's, for a taken-over attempt
@@ -311,7 +314,8 @@ begin
   return next;
 end;
 $$;
-comment on function private.reserve_billing_attempt(uuid, text, text, text, text, text, integer, text, boolean) is
-  'Saved-card charge: the attempt to charge (reused or new) under the order lock, or why there is none.';
-revoke all on function private.reserve_billing_attempt(uuid, text, text, text, text, text, integer, text, boolean)
+comment on function private.reserve_billing_attempt(
+  uuid, text, text, text, text, text, integer, text, text, text, text
+) is 'Saved-card charge: the attempt to charge (reused or new) under the order lock, or why there is none.';
+revoke all on function private.reserve_billing_attempt(uuid, text, text, text, text, text, integer, text, text, text, text)
   from public, anon, authenticated, service_role;

@@ -11,8 +11,10 @@
 --     'Payment <id> for this order is in progress', an expired virtual account does not; the newest READY
 --     attempt is handed out again with the requested channel; otherwise a new attempt copies the order's
 --     amounts and gets a 'created' event;
---   * private.reserve_billing_attempt: open browser attempts are named first ('refresh', in creation order,
---     nothing written); someone else's key raises PT001 'Billing key not found', a deleted one PT004 'The
+--   * private.reserve_billing_attempt: a key whose value is not the one the caller read is 'key_changed'
+--     (nothing written); a key the caller could not open is refused with its message (PT005), after every
+--     other refusal and before any write; a re-sealed value is stored with the reservation, only over the
+--     value the caller read; someone else's key raises PT001 'Billing key not found', a deleted one PT004 'The
 --     billing key is deleted', one of another channel PT004 'The billing key was issued through another
 --     channel'; someone else's order PT001 'Order not found'; a READY attempt of another key younger than the
 --     in-flight window raises PT003, an older one does not block; a window's READY attempt is taken over
@@ -22,7 +24,7 @@
 begin;
 set local search_path = public, extensions, tests;
 
-select plan(53);
+select plan(59);
 
 -- Fixtures (as the superuser) ------------------------------------------------------------------------
 do $$
@@ -206,14 +208,16 @@ select is((select count(*)::int from public.payments where order_id = 'a8000000-
   'prepare again: no second attempt, no second event');
 
 -- reserve_billing_attempt ----------------------------------------------------------------------------
-create function pg_temp.reserve(p_key text, p_order text, p_request text, p_new text, p_refresh boolean default false,
-                                p_in_flight integer default 60)
-returns table (outcome text, browser_attempts text[], payment_id text, taken_over_from_window boolean,
-               sealed_billing_key text, order_name text, total_amount bigint)
+-- by default the caller saw the key's current value and it opened
+create function pg_temp.reserve(p_key text, p_order text, p_request text, p_new text, p_in_flight integer default 60,
+                                p_refusal text default null, p_resealed text default null, p_seen text default '=')
+returns table (outcome text, payment_id text, taken_over_from_window boolean, order_name text, total_amount bigint)
 language sql as $$
-  select outcome, browser_attempts, payment_id, taken_over_from_window, sealed_billing_key, order_name, total_amount
-  from private.reserve_billing_attempt(tests.get_supabase_uid('cr-buyer'), p_key, p_order, p_request, 'store-cr',
-                                       'channel-billing', p_in_flight, p_new, p_refresh)
+  select outcome, payment_id, taken_over_from_window, order_name, total_amount
+  from private.reserve_billing_attempt(
+    tests.get_supabase_uid('cr-buyer'), p_key, p_order, p_request, 'store-cr', 'channel-billing', p_in_flight, p_new,
+    case when p_seen = '=' then (select k.billing_key from public.billing_keys k where k.id = p_key::uuid) else p_seen end,
+    p_refusal, p_resealed)
 $$;
 
 -- the window order's browser attempt (prepare's), still open
@@ -221,18 +225,40 @@ select lives_ok(
   $$ select * from private.reserve_payment_attempt(tests.get_supabase_uid('cr-buyer'),
        'a8000000-0000-4000-8000-000000000007', 'channel-window', 'store-cr', 'cr_window_attempt_0001') $$,
   'fixture: a browser attempt for the window order');
+
+-- the key as the caller saw and opened it
 select results_eq(
-  $$ select outcome, browser_attempts from pg_temp.reserve('b8000000-0000-4000-8000-000000000001',
-       'a8000000-0000-4000-8000-000000000007', 'request-w', 'cr_never_created_00005', true) $$,
-  $$ values ('refresh', array['cr_window_attempt_0001']) $$,
-  'pay: the order''s open browser attempts are named first');
-select is((select count(*)::int from public.payment_events where payment_id = 'cr_window_attempt_0001'), 1,
-  'pay: naming them writes nothing');
+  $$ select outcome from pg_temp.reserve('b8000000-0000-4000-8000-000000000001',
+       'a8000000-0000-4000-8000-000000000008', 'request-s', 'cr_never_created_00005', p_seen => 'an-older-value') $$,
+  $$ values ('key_changed') $$,
+  'pay: a key whose value changed since the caller read it is to be read again');
+select throws_ok(
+  $$ select * from pg_temp.reserve('b8000000-0000-4000-8000-000000000001', 'a8000000-0000-4000-8000-000000000008',
+       'request-s', 'cr_never_created_00005', p_refusal => 'A saved card cannot be opened') $$,
+  'PT005', 'A saved card cannot be opened', 'pay: a key that does not open is refused where the charge needs it');
+select throws_ok(
+  $$ select * from pg_temp.reserve('b8000000-0000-4000-8000-000000000001', 'a8000000-0000-4000-8000-000000000002',
+       'request-s', 'cr_never_created_00005', p_refusal => 'A saved card cannot be opened') $$,
+  'PT003', 'Payment cr_pending_payment_0001 for this order is in progress',
+  'pay: ... after every other refusal');
+select is((select count(*)::int from public.payments where order_id = 'a8000000-0000-4000-8000-000000000008'), 0,
+  'pay: neither wrote anything');
 select results_eq(
-  $$ select outcome, browser_attempts from pg_temp.reserve('b8000000-0000-4000-8000-000000000001',
-       'a8000000-0000-4000-8000-000000000008', 'request-s', 'cr_saved_card_attempt_1', true) $$,
-  $$ values ('reserved', null::text[]) $$,
-  'pay: with no browser attempt the reservation goes ahead at once');
+  $$ select outcome, payment_id, taken_over_from_window, order_name, total_amount
+     from pg_temp.reserve('b8000000-0000-4000-8000-000000000001', 'a8000000-0000-4000-8000-000000000008',
+       'request-s', 'cr_saved_card_attempt_1', p_resealed => 'cr-billing-key-1-resealed') $$,
+  $$ values ('reserved', 'cr_saved_card_attempt_1', false, 'CR saved card order', 8000::bigint) $$,
+  'pay: a key that opened: the attempt is reserved');
+select is((select billing_key from public.billing_keys where id = 'b8000000-0000-4000-8000-000000000001'),
+  'cr-billing-key-1-resealed', 'pay: the key re-sealed by the caller is stored with the reservation');
+select results_eq(
+  $$ select outcome from pg_temp.reserve('b8000000-0000-4000-8000-000000000001',
+       'a8000000-0000-4000-8000-000000000008', 'request-s', 'cr_never_created_00005', p_seen => 'cr-billing-key-1',
+       p_resealed => 'a-stale-reseal') $$,
+  $$ values ('key_changed') $$,
+  'pay: a re-seal of a value the row no longer holds is not stored');
+select is((select billing_key from public.billing_keys where id = 'b8000000-0000-4000-8000-000000000001'),
+  'cr-billing-key-1-resealed', 'pay: the row keeps the newer value');
 
 select throws_ok(
   $$ select * from pg_temp.reserve('b8000000-0000-4000-8000-000000000004', 'a8000000-0000-4000-8000-000000000001',
@@ -261,11 +287,11 @@ select throws_ok(
 
 -- taking over the window's attempt
 select results_eq(
-  $$ select outcome, payment_id, taken_over_from_window, sealed_billing_key, order_name, total_amount
+  $$ select outcome, payment_id, taken_over_from_window, order_name, total_amount
      from pg_temp.reserve('b8000000-0000-4000-8000-000000000001', 'a8000000-0000-4000-8000-000000000007',
        'request-w', 'cr_never_created_00007') $$,
-  $$ values ('reserved', 'cr_window_attempt_0001', true, 'cr-billing-key-1', 'CR window order', 7000::bigint) $$,
-  'pay: the window''s open attempt is taken over, with the key''s sealed value');
+  $$ values ('reserved', 'cr_window_attempt_0001', true, 'CR window order', 7000::bigint) $$,
+  'pay: the window''s open attempt is taken over');
 select results_eq(
   $$ select billing_channel_key, channel_key, billing_key_id from public.payments where id = 'cr_window_attempt_0001' $$,
   $$ values ('channel-billing', 'channel-window', null::uuid) $$,
@@ -319,6 +345,12 @@ select results_eq(
        'a8000000-0000-4000-8000-000000000009', 'request-f', 'cr_never_created_00009') $$,
   $$ values ('settled', 'cr_in_flight_attempt_01') $$,
   'pay: a retry of the request whose charge went through is answered from that attempt, even on a paid order');
+select results_eq(
+  $$ select outcome, payment_id from pg_temp.reserve('b8000000-0000-4000-8000-000000000001',
+       'a8000000-0000-4000-8000-000000000009', 'request-f', 'cr_never_created_00009',
+       p_refusal => 'A saved card cannot be opened') $$,
+  $$ values ('settled', 'cr_in_flight_attempt_01') $$,
+  'pay: ... which needs no key, so one that does not open does not stop that answer');
 select throws_ok(
   $$ select * from pg_temp.reserve('b8000000-0000-4000-8000-000000000001', 'a8000000-0000-4000-8000-000000000009',
        'request-h', 'cr_never_created_00009') $$,

@@ -1,8 +1,9 @@
 /**
  * The Idempotency-Key bookkeeping at its floor (issue #14): the claim is one statement that also checks the
- * request's requirements ("the order is the caller's"), a refused request records nothing, a work's last
- * write and the key's completion share one round trip, and concurrent requests under one key still run the
- * work once. Round trips are counted at the wire, by the bench's counting proxy.
+ * request's requirements ("the order is the caller's") and carries the work's first read (prefetch), a
+ * refused request records nothing, a work's last write and the key's completion share one round trip, and
+ * concurrent requests under one key still run the work once. Round trips are counted at the wire, by the
+ * bench's counting proxy.
  */
 import assert from "node:assert/strict";
 import { createSql } from "../shared/infra/db.ts";
@@ -13,6 +14,7 @@ import {
   type Requirement,
   withIdempotency,
 } from "../shared/infra/idempotency.ts";
+import { accessiblePayment, ownBillingKey, ownOrder } from "../shared/payments/ownership.ts";
 import { startPgProxy } from "./bench/pg-proxy.ts";
 import { startTestApp } from "./support/app.ts";
 import { appDatabaseUrl } from "./support/test-database.ts";
@@ -194,6 +196,53 @@ Deno.test("withIdempotency: requirements, the pipelined last write, and one run 
       assert.deepEqual(reply, { status: 200, body: { ok: 6 }, replayed: false });
       assert.deepEqual(await rows(marker), [{ status: "completed", response_status: 200 }]);
     });
+
+    await t.step(
+      "the ownership requirements hold for their owner only (a payment: or an admin)",
+      async () => {
+        const other = await app.createUser();
+        const product = await app.createProduct({ price: 1_000 });
+        const order = await app.createOrder(user, [{ productId: product, quantity: 1 }]);
+        const prepared = await app.call("prepare", { user, body: { orderId: order.id } });
+        assert.equal(prepared.status, 200);
+        const billingKey = app.sandbox.issueBillingKey({ customerId: user.id });
+        const saved = await app.call("billing-key", { user, body: { billingKey } });
+        assert.equal(saved.status, 200);
+        const evaluate = async (requirement: Requirement) => {
+          const [row] = await sql<{ holds: boolean }[]>`select (${requirement.holds(sql)}) as holds`;
+          return row!.holds;
+        };
+        const owner = { userId: user.id, isAdmin: false };
+        const stranger = { userId: other.id, isAdmin: false };
+        const admin = { userId: other.id, isAdmin: true };
+        assert.deepEqual(
+          await Promise.all([
+            evaluate(ownOrder(owner, order.id)),
+            evaluate(ownOrder(stranger, order.id)),
+            evaluate(ownOrder(admin, order.id)),
+            evaluate(ownBillingKey(owner, saved.body.id)),
+            evaluate(ownBillingKey(stranger, saved.body.id)),
+            evaluate(accessiblePayment(owner, prepared.body.paymentId)),
+            evaluate(accessiblePayment(stranger, prepared.body.paymentId)),
+            evaluate(accessiblePayment(admin, prepared.body.paymentId)),
+            evaluate(accessiblePayment(admin, "pay_no_such_payment_000000000000")),
+          ]),
+          [true, false, false, true, false, true, false, true, false],
+        );
+        assert.deepEqual(
+          [
+            ownOrder(owner, order.id).otherwise(),
+            ownBillingKey(owner, saved.body.id).otherwise(),
+            accessiblePayment(owner, prepared.body.paymentId).otherwise(),
+          ].map((e) => [e.status, e.code, e.message]),
+          [
+            [404, "not_found", "Order not found"],
+            [404, "not_found", "Billing key not found"],
+            [404, "not_found", "Payment not found"],
+          ],
+        );
+      },
+    );
 
     await t.step(
       "concurrent requests under one key on separate connections: the work runs once",

@@ -13,6 +13,11 @@
  *   request died with its isolate (or whose release never got through) is taken over after the lease.
  * Every write to a claim names the claim it made (id and claim time), so a request whose claim was taken
  * over never releases or completes the new owner's claim.
+ *
+ * Round trips are the cost of a request (issue #14), so the bookkeeping rides on statements that are sent
+ * anyway: the claim is one call (private.claim_idempotency_key) that also evaluates the request's
+ * requirements (ownership) and travels with the work's first read (`prefetch`); the completion travels with
+ * the work's last write (ReplyWithWrite). A request costs the work's own round trips plus at most two.
  */
 import { isTransientDatabaseError, type Sql } from "./db.ts";
 import { sha256Hex } from "./crypto.ts";

@@ -101,3 +101,44 @@ Deno.test("cancel's reservation costs one round trip", async (t) => {
     await proxy.close();
   }
 });
+
+Deno.test("a partial cancel with an Idempotency-Key: at most 8 round trips once warm (issue #14)", async () => {
+  // the caller's account check, the key's claim with the access check, the reservation, PortOne's answer
+  // settled with the payment's fresh snapshot, the answer's read, the key's completion
+  const proxy = startPgProxy(appDatabaseUrl(), { count: true });
+  try {
+    await using app = await startTestApp({ env: { DATABASE_URL: proxy.url, DB_PREPARE: "true" } });
+    const user = await app.createUser();
+    const admin = await app.createUser({ admin: true });
+    const product = await app.createProduct({ price: 10000 });
+    const partialCancel = async () => {
+      const order = await app.createOrder(user, [{ productId: product, quantity: 1 }]);
+      const { body: checkout } = await app.call("prepare", { user, body: { orderId: order.id } });
+      app.sandbox.pay({ ...checkout, channel: "TEST", method: "CARD", customerId: user.id });
+      assert.equal(
+        (await app.call("confirm", { user, body: { paymentId: checkout.paymentId } })).status,
+        200,
+      );
+      proxy.reset();
+      const reply = await app.call("cancel", {
+        user: admin,
+        body: { paymentId: checkout.paymentId, amount: 3000, reason: "부분 취소" },
+        headers: { "idempotency-key": `trips-${crypto.randomUUID()}` },
+      });
+      const counts = proxy.counts();
+      assert.equal(reply.status, 200, JSON.stringify(reply.body));
+      assert.deepEqual([reply.body.status, reply.body.cancelledAmount, reply.body.cancellation.status], [
+        "PARTIAL_CANCELLED",
+        3000,
+        "SUCCEEDED",
+      ]);
+      return counts;
+    };
+    await partialCancel(); // warm
+    const counts = await partialCancel();
+    assert.equal(counts.parses, 0, "every statement was prepared already");
+    assert.ok(counts.roundTrips <= 8, `partial cancel + Idempotency-Key: ${counts.roundTrips} round trips`);
+  } finally {
+    await proxy.close();
+  }
+});

@@ -22,7 +22,7 @@ import { AppError, type ErrorCode } from "../infra/errors.ts";
 import { defineFunction, type EdgeFunction, readJson, replyJson } from "../infra/http.ts";
 import { sha256Hex } from "../infra/crypto.ts";
 import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
-import { requireAccessiblePayment } from "./ownership.ts";
+import { accessiblePayment } from "./ownership.ts";
 import { log } from "../infra/log.ts";
 import { type PaymentCancellation, PortOneRefusal } from "../portone/gateway.ts";
 import { maskDigits } from "../portone/snapshot.ts";
@@ -379,9 +379,14 @@ export function cancelHandler(deps: AppDeps): EdgeFunction {
           details: { field: "Idempotency-Key" },
         });
       }
-      // checked before the Idempotency-Key is recorded: someone else's payment writes nothing
-      await requireAccessiblePayment(deps.sql, caller, input.paymentId);
-      const scope = { userId: caller.userId, route: "cancel", key, request: input };
+      // checked in the claim's own statement, before the key is recorded: someone else's payment writes nothing
+      const scope = {
+        userId: caller.userId,
+        route: "cancel",
+        key,
+        request: input,
+        requires: [accessiblePayment(caller, input.paymentId)],
+      };
       return replyJson(await withIdempotency(deps.sql, scope, () => cancelPayment(deps, caller, input, key)));
     },
   });

@@ -17,7 +17,7 @@
 begin;
 set local search_path = public, extensions, tests;
 
-select plan(36);
+select plan(37);
 
 do $$
 declare
@@ -224,6 +224,8 @@ select ok(not has_function_privilege('authenticated',
 select ok(not has_function_privilege('service_role',
   'private.reserve_cancellation(text, uuid, boolean, boolean, text, bigint, bigint, text, jsonb, boolean, text[])',
   'execute'), 'service_role cannot reserve');
+select ok(not has_function_privilege('authenticated', 'private.require_refund_account(text, jsonb, boolean, text[])',
+  'execute'), 'authenticated cannot call the refund-account check');
 
 select * from finish();
 rollback;

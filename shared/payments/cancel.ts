@@ -1,9 +1,10 @@
 /**
  * `cancel`: full and partial refunds that can never pay out twice.
  *
- * 1. Reserve: one transaction under the payment's row lock checks who may cancel and how much is left, and
- *    records the cancellation as REQUESTED with the exact request we will send PortOne, including its
- *    Idempotency-Key (derived from the caller's own Idempotency-Key, so a retried request reuses it).
+ * 1. Reserve: one statement (private.reserve_cancellation, one transaction under the payment's row lock)
+ *    checks who may cancel and how much is left, and records the cancellation as REQUESTED with the exact
+ *    request we will send PortOne, including its Idempotency-Key (derived from the caller's own
+ *    Idempotency-Key, so a retried request reuses it).
  * 2. Call PortOne with `currentCancellableAmount` (PortOne refuses if its balance moved) and that key.
  * 3. Settle from PortOne's answer in a second transaction, together with a fresh snapshot of the payment.
  *
@@ -16,31 +17,19 @@
  */
 import type { Caller } from "../infra/auth.ts";
 import { pgProvidersRequiringRefundPhone } from "../portone/banks.ts";
-import { CancelRequest, type CancelResponse, RefundAccount } from "../contract/cancel.ts";
-import { AppError } from "../infra/errors.ts";
+import { CancelRequest, type CancelResponse, type RefundAccount } from "../contract/cancel.ts";
+import { AppError, type ErrorCode } from "../infra/errors.ts";
 import { defineFunction, type EdgeFunction, readJson, replyJson } from "../infra/http.ts";
 import { sha256Hex } from "../infra/crypto.ts";
 import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
-import { requireAccessiblePayment } from "./ownership.ts";
+import { accessiblePayment } from "./ownership.ts";
 import { log } from "../infra/log.ts";
 import { type PaymentCancellation, PortOneRefusal } from "../portone/gateway.ts";
 import { maskDigits } from "../portone/snapshot.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { type CancellationSettlement, syncPayment } from "./sync.ts";
 import type { Narrowed, Row } from "../infra/rows.ts";
-
-type LockedPayment = Pick<
-  Row<"payments">,
-  | "id"
-  | "user_id"
-  | "status"
-  | "paid_amount"
-  | "cancelled_amount"
-  | "tax_free_amount"
-  | "cancelled_tax_free_amount"
-  | "method_type"
-  | "pg_provider"
->;
+import type { PaymentStatus } from "./status.ts";
 
 /**
  * A cancellation as cancel sends it to PortOne: the columns are the generated ones, narrowed to what
@@ -70,6 +59,15 @@ type CancellationRow = Narrowed<
   }
 >;
 
+/** What the reservation answers besides the cancellation: the payment's method and its state at that moment. */
+type ReservedRow = CancellationRow & Pick<Row<"payments">, "method_type"> & PaymentState;
+
+interface PaymentState {
+  readonly payment_status: PaymentStatus;
+  readonly cancelled_amount: number;
+  readonly cancellable_amount: number;
+}
+
 /** What to send PortOne: the reservation, and whether it is a retry of an earlier identical request. */
 type Reservation =
   | {
@@ -78,145 +76,95 @@ type Reservation =
     /** Sent to PortOne, never stored: only its masked form is kept. */
     readonly refundAccount: RefundAccount | undefined;
   }
-  | { readonly kind: "settled"; readonly cancellation: CancellationRow };
+  /** PortOne has (or had) this one: answered from the row and the payment as the reservation saw them. */
+  | { readonly kind: "settled"; readonly cancellation: CancellationRow; readonly payment: PaymentState };
 
 function maskName(name: string): string {
   const chars = [...name];
   return chars.length <= 1 ? "*" : `${chars[0]}${"*".repeat(chars.length - 1)}`;
 }
 
-/** Refund-account problems are caught before PortOne is ever called. */
-function checkRefundAccount(payment: LockedPayment, raw: unknown): RefundAccount | undefined {
-  if (payment.method_type !== "VIRTUAL_ACCOUNT") return undefined;
-  if (raw === undefined) {
-    throw new AppError(
-      "refund_account_required",
-      "A virtual-account payment is refunded to a bank account: send refundAccount",
-    );
-  }
-  const parsed = RefundAccount.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new AppError(
-      "invalid_refund_account",
-      `Invalid refundAccount.${issue?.path.join(".")}: ${issue?.message}`,
-      {
-        details: { field: `refundAccount.${issue?.path.join(".") ?? ""}` },
-      },
-    );
-  }
-  if (pgProvidersRequiringRefundPhone.has(payment.pg_provider ?? "") && !parsed.data.holderPhoneNumber) {
-    throw new AppError("invalid_refund_account", "This PG needs refundAccount.holderPhoneNumber", {
-      details: { field: "refundAccount.holderPhoneNumber" },
-    });
-  }
-  return parsed.data;
+/**
+ * A plain array, typed by the server as the parameter's text[] (sql.array would look its array type up when
+ * the query is built, before a new connection has fetched the array types, and send it as text).
+ */
+const phoneRequiringPgs = [...pgProvidersRequiringRefundPhone];
+
+/** private.reserve_cancellation's refusals (see its migration), by SQLSTATE; DETAIL holds their details. */
+const reservationRefusals: Readonly<Record<string, ErrorCode>> = {
+  PC001: "not_found",
+  PC002: "forbidden",
+  PC003: "idempotency_key_reused",
+  PC004: "cancel_in_progress",
+  PC005: "payment_not_cancellable",
+  PC006: "cancel_amount_exceeds_cancellable",
+  PC007: "refund_account_required",
+  PC008: "invalid_refund_account",
+};
+
+function reservationError(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const { code, detail } = error as { code?: unknown; detail?: unknown };
+  const mapped = typeof code === "string" ? reservationRefusals[code] : undefined;
+  if (!mapped) return error;
+  return new AppError(
+    mapped,
+    error.message,
+    typeof detail === "string" ? { details: JSON.parse(detail) } : {},
+  );
 }
 
+/**
+ * Step 1 in one statement: private.reserve_cancellation checks who may cancel and how much is left under
+ * the payment's row lock, and records the REQUESTED cancellation with its reserved amount and event, or
+ * finds this key's earlier one. A malformed refund account was refused while parsing the request; whether
+ * the payment needs one (a virtual account) is decided under the lock, from the account's masked form.
+ */
 async function reserve(
   deps: AppDeps,
   caller: Caller,
   input: CancelRequest,
   portoneKey: string,
 ): Promise<Reservation> {
-  return await deps.sql.begin(async (tx) => {
-    const [payment] = await tx<LockedPayment[]>`
-      select id, user_id, status, paid_amount, cancelled_amount, tax_free_amount, cancelled_tax_free_amount,
-             method_type, pg_provider
-      from public.payments where id = ${input.paymentId}
-      for update`;
-    const isOwner = payment?.user_id === caller.userId;
-    if (!payment || (!isOwner && !caller.isAdmin)) throw new AppError("not_found", "Payment not found");
-    if (!caller.isAdmin && deps.config.customerCancelPolicy !== "allow") {
-      throw new AppError("forbidden", "Cancelling is not open to customers; ask the merchant");
-    }
-
-    const [existing] = await tx<CancellationRow[]>`
-      select * from public.payment_cancellations where idempotency_key = ${portoneKey}`;
-    if (existing) {
-      const sameRequest = existing.payment_id === input.paymentId &&
-        (input.amount === undefined || input.amount === existing.amount) &&
-        (input.taxFreeAmount === undefined || input.taxFreeAmount === existing.tax_free_amount);
-      if (!sameRequest) {
-        throw new AppError(
-          "idempotency_key_reused",
-          "This Idempotency-Key was used for a different cancellation",
-        );
-      }
-      // a refused request stays refused: its retry answers the refusal again, never a 200 with FAILED inside
-      if (existing.status === "FAILED") {
-        throw refusalError(existing.failure_reason ?? "", input.refundAccount !== undefined);
-      }
-      // only a request PortOne never acknowledged is sent again; one PortOne holds is settled by PortOne
-      return existing.status === "REQUESTED" && existing.portone_cancellation_id === null
-        ? {
-          kind: "call",
-          cancellation: existing,
-          refundAccount: checkRefundAccount(payment, input.refundAccount),
-        }
-        : { kind: "settled", cancellation: existing };
-    }
-
-    const [inFlight] = await tx`
-      select id from public.payment_cancellations where payment_id = ${payment.id} and status = 'REQUESTED' limit 1`;
-    if (inFlight) {
-      throw new AppError(
-        "cancel_in_progress",
-        "Another cancellation of this payment is in progress; retry shortly",
-      );
-    }
-    if (payment.status !== "PAID" && payment.status !== "PARTIAL_CANCELLED") {
-      throw new AppError("payment_not_cancellable", `A ${payment.status} payment cannot be cancelled`);
-    }
-    const cancellable = payment.paid_amount - payment.cancelled_amount;
-    const amount = input.amount ?? cancellable;
-    if (amount <= 0 || amount > cancellable) {
-      throw new AppError("cancel_amount_exceeds_cancellable", `At most ${cancellable} can be cancelled`, {
-        details: { cancellableAmount: cancellable },
-      });
-    }
-    const taxFreeLeft = Math.max(payment.tax_free_amount - payment.cancelled_tax_free_amount, 0);
-    const taxFree = input.taxFreeAmount ?? 0;
-    if (taxFree > taxFreeLeft || taxFree > amount) {
-      throw new AppError(
-        "cancel_amount_exceeds_cancellable",
-        `At most ${Math.min(taxFreeLeft, amount)} tax-free can be cancelled`,
-        {
-          details: { field: "taxFreeAmount", cancellableTaxFreeAmount: taxFreeLeft },
-        },
-      );
-    }
-    const account = checkRefundAccount(payment, input.refundAccount);
-
-    const [created] = await tx<CancellationRow[]>`
-      insert into public.payment_cancellations
-        (payment_id, status, amount, tax_free_amount, reason, requester, requested_by, idempotency_key,
-         current_cancellable_amount, refund_account_masked)
-      values
-        (${payment.id}, 'REQUESTED', ${amount}, ${taxFree}, ${input.reason}, ${
-      caller.isAdmin ? "ADMIN" : "CUSTOMER"
-    },
-         ${caller.userId}, ${portoneKey}, ${cancellable},
-         ${
+  const account = input.refundAccount;
+  let rows: ReservedRow[];
+  try {
+    rows = await deps.sql<ReservedRow[]>`
+      select id, payment_id, status, amount, tax_free_amount, reason, requester, idempotency_key,
+             current_cancellable_amount, portone_cancellation_id, failure_reason, method_type,
+             payment_status, cancelled_amount, cancellable_amount
+      from private.reserve_cancellation(
+        target_payment_id => ${input.paymentId},
+        caller_id => ${caller.userId},
+        caller_is_admin => ${caller.isAdmin},
+        customers_may_cancel => ${deps.config.customerCancelPolicy === "allow"},
+        portone_key => ${portoneKey},
+        requested_amount => ${input.amount ?? null},
+        requested_tax_free_amount => ${input.taxFreeAmount ?? null},
+        cancel_reason => ${input.reason},
+        masked_refund_account => ${
       account
-        ? tx.json({
+        ? deps.sql.json({
           bank: account.bank,
           numberMasked: maskDigits(account.number),
           holderName: maskName(account.holderName),
         })
         : null
-    })
-      returning *`;
-    await tx`
-      update public.payments set cancel_reserved_amount = cancel_reserved_amount + ${amount} where id = ${payment.id}`;
-    await tx`
-      insert into public.payment_events (payment_id, source, kind, from_status, to_status, detail)
-      values (${payment.id}, 'cancel', 'cancel_requested', ${payment.status}, ${payment.status},
-              ${
-      tx.json({ cancellationId: created!.id, amount, taxFreeAmount: taxFree, requester: created!.requester })
-    })`;
-    return { kind: "call", cancellation: created!, refundAccount: account };
-  });
+    },
+        refund_account_has_phone => ${Boolean(account?.holderPhoneNumber)},
+        pg_providers_requiring_phone => ${phoneRequiringPgs}
+      )`;
+  } catch (error) {
+    throw reservationError(error);
+  }
+  const row = rows[0]!;
+  // a refused request stays refused: its retry answers the refusal again, never a 200 with FAILED inside
+  if (row.status === "FAILED") throw refusalError(row.failure_reason ?? "", account !== undefined);
+  const { method_type, payment_status, cancelled_amount, cancellable_amount, ...cancellation } = row;
+  // only a request PortOne never acknowledged is sent again; one PortOne holds is settled by PortOne
+  return row.status === "REQUESTED" && row.portone_cancellation_id === null
+    ? { kind: "call", cancellation, refundAccount: method_type === "VIRTUAL_ACCOUNT" ? account : undefined }
+    : { kind: "settled", cancellation, payment: { payment_status, cancelled_amount, cancellable_amount } };
 }
 
 /**
@@ -327,7 +275,9 @@ export async function recoverAbandonedCancellations(deps: AppDeps, paymentId: st
   const abandonedBefore = abandonedCancellationCutoff(deps);
   const abandoned = () =>
     deps.sql<(CancellationRow & Pick<Row<"payments">, "method_type">)[]>`
-      select c.*, p.method_type from public.payment_cancellations c join public.payments p on p.id = c.payment_id
+      select c.id, c.payment_id, c.status, c.amount, c.tax_free_amount, c.reason, c.requester, c.idempotency_key,
+             c.current_cancellable_amount, c.portone_cancellation_id, c.failure_reason, p.method_type
+      from public.payment_cancellations c join public.payments p on p.id = c.payment_id
       where c.payment_id = ${paymentId} and c.status = 'REQUESTED' and c.requested_at < ${abandonedBefore}
       order by c.requested_at`;
   if ((await abandoned()).length === 0) return false;
@@ -387,26 +337,30 @@ export async function cancelPayment(
     reservation = await reserve(deps, caller, input, portoneKey);
   }
   const cancellation = reservation.cancellation;
-  if (reservation.kind === "call") {
-    const answer = await callPortOne(deps, cancellation, reservation.refundAccount);
-    await settle(deps, cancellation, answerToSettlement(answer));
+  if (reservation.kind === "settled") {
+    return cancelResponse(cancellation, cancellation.status, reservation.payment);
   }
-  const [row] = await deps.sql<
-    (
-      & CancellationRow
-      & { payment_status: Row<"payments">["status"]; cancellable_amount: number }
-      & Pick<Row<"payments">, "cancelled_amount">
-    )[]
-  >`
-    select c.*, p.status as payment_status, p.cancelled_amount, p.cancellable_amount
+  const answer = await callPortOne(deps, cancellation, reservation.refundAccount);
+  await settle(deps, cancellation, answerToSettlement(answer));
+  // the settlement may have come from PortOne's answer or from the snapshot synced with it: read what it left
+  const [row] = await deps.sql<(PaymentState & Pick<CancellationRow, "status">)[]>`
+    select c.status, p.status as payment_status, p.cancelled_amount, p.cancellable_amount
     from public.payment_cancellations c join public.payments p on p.id = c.payment_id
     where c.id = ${cancellation.id}`;
+  return cancelResponse(cancellation, row!.status, row!);
+}
+
+function cancelResponse(
+  cancellation: CancellationRow,
+  status: CancellationRow["status"],
+  payment: PaymentState,
+): CancelResponse {
   return {
-    paymentId: row!.payment_id,
-    status: row!.payment_status,
-    cancellation: { id: row!.id, amount: row!.amount, status: row!.status },
-    cancelledAmount: row!.cancelled_amount,
-    cancellableAmount: row!.cancellable_amount,
+    paymentId: cancellation.payment_id,
+    status: payment.payment_status,
+    cancellation: { id: cancellation.id, amount: cancellation.amount, status },
+    cancelledAmount: payment.cancelled_amount,
+    cancellableAmount: payment.cancellable_amount,
   };
 }
 
@@ -425,9 +379,14 @@ export function cancelHandler(deps: AppDeps): EdgeFunction {
           details: { field: "Idempotency-Key" },
         });
       }
-      // checked before the Idempotency-Key is recorded: someone else's payment writes nothing
-      await requireAccessiblePayment(deps.sql, caller, input.paymentId);
-      const scope = { userId: caller.userId, route: "cancel", key, request: input };
+      // checked in the claim's own statement, before the key is recorded: someone else's payment writes nothing
+      const scope = {
+        userId: caller.userId,
+        route: "cancel",
+        key,
+        request: input,
+        requires: [accessiblePayment(caller, input.paymentId)],
+      };
       return replyJson(await withIdempotency(deps.sql, scope, () => cancelPayment(deps, caller, input, key)));
     },
   });

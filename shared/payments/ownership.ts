@@ -8,7 +8,6 @@
  */
 import { AppError } from "../infra/errors.ts";
 import type { Caller } from "../infra/auth.ts";
-import type { Sql } from "../infra/db.ts";
 import type { Requirement } from "../infra/idempotency.ts";
 
 /** The order is the caller's. */
@@ -36,11 +35,4 @@ export function accessiblePayment(caller: Caller, paymentId: string): Requiremen
       sql`exists (select 1 from public.payments where id = ${paymentId} and (user_id = ${caller.userId} or ${caller.isAdmin}))`,
     otherwise: () => new AppError("not_found", "Payment not found"),
   };
-}
-
-/** The payment's owner, or an admin, may act on it (a statement of its own; see accessiblePayment). */
-export async function requireAccessiblePayment(sql: Sql, caller: Caller, paymentId: string): Promise<void> {
-  const [payment] = await sql`
-    select 1 from public.payments where id = ${paymentId} and (user_id = ${caller.userId} or ${caller.isAdmin})`;
-  if (!payment) throw new AppError("not_found", "Payment not found");
 }

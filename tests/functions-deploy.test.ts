@@ -159,7 +159,7 @@ for (const name of expectedFunctions) {
           if (specifier.startsWith(".") || specifier.startsWith("/")) continue;
           if (specifier.startsWith("node:")) continue;
           assert.ok(depsModules.has(module.specifier), `${module.specifier} imports ${specifier}`);
-          assert.match(specifier, /^npm:(@[a-z0-9-]+\/)?[a-z0-9.-]+@\d+\.\d+\.\d+(\/[A-Za-z/]+)?$/);
+          assert.match(specifier, /^npm:(@[a-z0-9-]+\/)?[a-z0-9.-]+@\d+\.\d+\.\d+(\/[A-Za-z_/]+)?$/);
           // one package, one pin: never pinned in both files
           const name = /^npm:(@?[^@]+)@/.exec(specifier)![1]!;
           assert.ok(

@@ -1,26 +1,37 @@
 // The only file that names third-party packages. Every specifier is a fully qualified, exactly pinned
 // `npm:` specifier because the Supabase bundler never reads the root deno.json import map and JSR is
 // unreachable from our build environment.
+//
+// Cold start: every import here is paid by every function at boot, so each package comes in by the subpaths
+// we call (a package's root module loads all of it), and what only some requests need is loaded on first use.
 export { default as postgres } from "npm:postgres@3.4.9";
 export type { Sql, TransactionSql } from "npm:postgres@3.4.9";
 export { z } from "./deps-client.ts";
-export {
-  createLocalJWKSet,
-  decodeProtectedHeader,
-  errors as joseErrors,
-  type JWSHeaderParameters,
-  type JWTPayload,
-  jwtVerify,
-} from "npm:jose@6.2.18";
+// jose by subpath: verifying a JWT against a local key set, not its signing, encryption or key generation
+export { jwtVerify } from "npm:jose@6.2.18/jwt/verify";
+export { createLocalJWKSet } from "npm:jose@6.2.18/jwks/local";
+export { decodeProtectedHeader } from "npm:jose@6.2.18/decode/protected_header";
+export * as joseErrors from "npm:jose@6.2.18/errors";
+export type { JWSHeaderParameters, JWTPayload } from "npm:jose@6.2.18";
 // The PortOne SDK by subpath: its root module loads every API group (platform, B2B, …), 90–180 ms at each
 // cold start against 20–40 ms for `/payment`; we call payments, billing keys, identity verification, webhooks.
-export { PaymentClient, PaymentError } from "npm:@portone/server-sdk@0.19.0/payment";
-export { BillingKeyError } from "npm:@portone/server-sdk@0.19.0/payment/billingKey";
-export {
-  IdentityVerificationClient,
-  IdentityVerificationError,
-} from "npm:@portone/server-sdk@0.19.0/identityVerification";
+// The webhook signature check is small and runs on the webhook's first request; the API clients (≈15 ms
+// and 4 MiB at boot) are loaded by the first PortOne call (shared/portone/gateway.ts).
 export * as PortOneWebhook from "npm:@portone/server-sdk@0.19.0/webhook";
+export const loadPortOneClients = async () => {
+  const [payment, billingKey, identityVerification] = await Promise.all([
+    import("npm:@portone/server-sdk@0.19.0/payment"),
+    import("npm:@portone/server-sdk@0.19.0/payment/billingKey"),
+    import("npm:@portone/server-sdk@0.19.0/identityVerification"),
+  ]);
+  return {
+    PaymentClient: payment.PaymentClient,
+    PaymentError: payment.PaymentError,
+    BillingKeyError: billingKey.BillingKeyError,
+    IdentityVerificationClient: identityVerification.IdentityVerificationClient,
+    IdentityVerificationError: identityVerification.IdentityVerificationError,
+  };
+};
 export type * as PortOnePayment from "npm:@portone/server-sdk@0.19.0/payment";
 export type * as PortOneBillingKey from "npm:@portone/server-sdk@0.19.0/payment/billingKey";
 export type * as PortOneIdentityVerification from "npm:@portone/server-sdk@0.19.0/identityVerification";

@@ -6,12 +6,12 @@
  * Plain checks rather than a zod schema: this runs at every cold start, and building and compiling a
  * 25-field object schema cost more than everything else a function does before its first request.
  */
-import { type PayMethod, payMethods } from "../contract/common.ts";
+import { type PayMethod, payMethods } from "../contract/pay-methods.ts";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Payment methods a channel can be chosen for (the browser SDK's `payMethod` values). */
-export { type PayMethod, payMethods } from "../contract/common.ts";
+export { type PayMethod, payMethods } from "../contract/pay-methods.ts";
 
 /** Why a set variable was refused (the message follows the variable's name). */
 class Invalid extends Error {}

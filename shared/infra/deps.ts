@@ -15,9 +15,10 @@ export * as joseErrors from "npm:jose@6.2.18/errors";
 export type { JWSHeaderParameters, JWTPayload } from "npm:jose@6.2.18";
 // The PortOne SDK by subpath: its root module loads every API group (platform, B2B, …), 90–180 ms at each
 // cold start against 20–40 ms for `/payment`; we call payments, billing keys, identity verification, webhooks.
-// The webhook signature check is small and runs on the webhook's first request; the API clients (≈15 ms
-// and 4 MiB at boot) are loaded by the first PortOne call (shared/portone/gateway.ts).
-export * as PortOneWebhook from "npm:@portone/server-sdk@0.19.0/webhook";
+// Neither is loaded at boot (≈15 ms and 4 MiB for the API clients, 5–15 ms and 2 MiB for the webhook
+// module): shared/portone/gateway.ts loads each at its first use.
+export const loadPortOneWebhook = () => import("npm:@portone/server-sdk@0.19.0/webhook");
+export type * as PortOneWebhook from "npm:@portone/server-sdk@0.19.0/webhook";
 export const loadPortOneClients = async () => {
   const [payment, billingKey, identityVerification] = await Promise.all([
     import("npm:@portone/server-sdk@0.19.0/payment"),

@@ -14,11 +14,12 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import {
   loadPortOneClients,
+  loadPortOneWebhook,
   type PortOneBillingKey,
   type PortOneCommon,
   type PortOneIdentityVerification,
   type PortOnePayment,
-  PortOneWebhook,
+  type PortOneWebhook,
 } from "../infra/deps.ts";
 import { AppError } from "../infra/errors.ts";
 import { log } from "../infra/log.ts";
@@ -30,7 +31,27 @@ export type BillingKeyInfo = PortOneBillingKey.BillingKeyInfo;
 export type IdentityVerification = PortOneIdentityVerification.IdentityVerification;
 export type Bank = PortOneCommon.Bank;
 export type Currency = PortOneCommon.Currency;
-export const { verify: verifyWebhookSignature, WebhookVerificationError } = PortOneWebhook;
+
+/** The SDK's webhook module, loaded by the first signature check (only the webhook function makes any). */
+let webhookModule: typeof PortOneWebhook | undefined;
+
+/** The SDK's Standard Webhooks check: the parsed body, or a WebhookVerificationError (SyntaxError: not JSON). */
+export async function verifyWebhookSignature(
+  ...args: Parameters<typeof PortOneWebhook.verify>
+): ReturnType<typeof PortOneWebhook.verify> {
+  webhookModule ??= await loadPortOneWebhook();
+  return await webhookModule.verify(...args);
+}
+
+/**
+ * `error instanceof WebhookVerificationError` as with the SDK's class, without loading the SDK for it:
+ * before the first check nothing can be an instance.
+ */
+export const WebhookVerificationError = {
+  [Symbol.hasInstance](value: unknown): value is PortOneWebhook.WebhookVerificationError {
+    return webhookModule !== undefined && value instanceof webhookModule.WebhookVerificationError;
+  },
+};
 
 type PortOneClients = Awaited<ReturnType<typeof loadPortOneClients>>;
 

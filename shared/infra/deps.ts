@@ -15,14 +15,19 @@ export * as joseErrors from "npm:jose@6.2.18/errors";
 export type { JWSHeaderParameters, JWTPayload } from "npm:jose@6.2.18";
 // The PortOne SDK by subpath: its root module loads every API group (platform, B2B, …), 90–180 ms at each
 // cold start against 20–40 ms for `/payment`; we call payments, billing keys, identity verification, webhooks.
-// Neither is loaded at boot (≈15 ms and 4 MiB for the API clients, 5–15 ms and 2 MiB for the webhook
-// module): shared/portone/gateway.ts loads each at its first use.
+// Neither the API clients (≈15 ms and 4 MiB) nor the webhook module (5–15 ms and 2 MiB) is loaded at boot:
+// shared/portone/gateway.ts loads each at its first use. (The lint rule wants import-map names,
+// which the bundler never reads; these dynamic imports are pinned here like the static ones.)
+// deno-lint-ignore no-import-prefix
 export const loadPortOneWebhook = () => import("npm:@portone/server-sdk@0.19.0/webhook");
 export type * as PortOneWebhook from "npm:@portone/server-sdk@0.19.0/webhook";
 export const loadPortOneClients = async () => {
   const [payment, billingKey, identityVerification] = await Promise.all([
+    // deno-lint-ignore no-import-prefix
     import("npm:@portone/server-sdk@0.19.0/payment"),
+    // deno-lint-ignore no-import-prefix
     import("npm:@portone/server-sdk@0.19.0/payment/billingKey"),
+    // deno-lint-ignore no-import-prefix
     import("npm:@portone/server-sdk@0.19.0/identityVerification"),
   ]);
   return {

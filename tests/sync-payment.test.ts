@@ -1,78 +1,130 @@
 import assert from "node:assert/strict";
-import { applySnapshot, isNewerSnapshot, verifySnapshot } from "../shared/payments/sync.ts";
+import { applySnapshot } from "../shared/payments/sync.ts";
 import { parsePayment, type PaymentSnapshot } from "../shared/portone/snapshot.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 
 const at = (iso: string) => new Date(iso);
 
-Deno.test("isNewerSnapshot() orders by statusChangedAt, then by progress within the same instant", () => {
-  const held = {
-    status: "PAID" as const,
-    status_changed_at: at("2026-11-26T10:00:00Z"),
-    cancelled_amount: 0,
-    paid_amount: 1000,
-  };
-  const snap = (status: PaymentSnapshot["status"], statusChangedAt: string, cancelledAmount = 0) => ({
-    status,
-    statusChangedAt,
-    cancelledAmount,
-    paidAmount: 1000,
-  });
-  assert.equal(isNewerSnapshot(snap("PAID", "2026-11-26T10:00:01Z"), held), true);
-  assert.equal(isNewerSnapshot(snap("CANCELLED", "2026-11-26T09:59:59Z", 1000), held), false);
-  assert.equal(isNewerSnapshot(snap("PARTIAL_CANCELLED", "2026-11-26T10:00:00Z", 100), held), true);
-  assert.equal(isNewerSnapshot(snap("READY", "2026-11-26T10:00:00Z"), held), false);
-  assert.equal(isNewerSnapshot(snap("PAID", "2026-11-26T10:00:00.000+00:00"), held), false);
-  const partial = { ...held, status: "PARTIAL_CANCELLED" as const, cancelled_amount: 100 };
-  assert.equal(isNewerSnapshot(snap("PARTIAL_CANCELLED", "2026-11-26T10:00:00Z", 300), partial), true);
-  assert.equal(isNewerSnapshot(snap("PARTIAL_CANCELLED", "2026-11-26T10:00:00Z", 100), partial), false);
-  assert.equal(
-    isNewerSnapshot(snap("READY", "2000-01-01T00:00:00Z"), { ...held, status_changed_at: null }),
-    true,
-  );
+type Snapshot = Pick<PaymentSnapshot, "status" | "statusChangedAt" | "cancelledAmount" | "paidAmount">;
+interface Held {
+  status: PaymentSnapshot["status"];
+  status_changed_at: Date | null;
+  cancelled_amount: number;
+  paid_amount: number;
+}
+
+/** The watermark rule of the apply (private.snapshot_is_newer), asked of the database. */
+async function isNewerSnapshot(app: TestApp, snap: Snapshot, held: Held): Promise<boolean> {
+  const [row] = await app.deps.sql<{ newer: boolean }[]>`
+    select private.snapshot_is_newer(${snap.status}, ${snap.statusChangedAt}::timestamptz,
+      ${snap.cancelledAmount}, ${snap.paidAmount}, ${held.status}, ${held.status_changed_at},
+      ${held.cancelled_amount}, ${held.paid_amount}) as newer`;
+  return row!.newer;
+}
+
+/** The comparison with our order (private.snapshot_mismatches), asked of the database. */
+async function verifySnapshot(
+  app: TestApp,
+  snapshot: PaymentSnapshot,
+  expected: {
+    storeId: string;
+    totalAmount: number;
+    taxFreeAmount: number;
+    currency: string;
+    orderName: string;
+    channelKeys: string[];
+  },
+  requireLiveChannel: boolean,
+): Promise<string[]> {
+  const [row] = await app.deps.sql<{ reasons: string[] }[]>`
+    select private.snapshot_mismatches(${app.deps.sql.json(snapshot as never)}, ${expected.storeId},
+      ${expected.totalAmount}, ${expected.taxFreeAmount}, ${expected.currency}, ${expected.orderName},
+      ${expected.channelKeys}::text[], ${requireLiveChannel}) as reasons`;
+  return row!.reasons;
+}
+
+Deno.test("the apply orders snapshots by statusChangedAt, then by progress within the same instant", async () => {
+  const app = await startTestApp();
+  try {
+    const held: Held = {
+      status: "PAID",
+      status_changed_at: at("2026-11-26T10:00:00Z"),
+      cancelled_amount: 0,
+      paid_amount: 1000,
+    };
+    const snap = (status: PaymentSnapshot["status"], statusChangedAt: string, cancelledAmount = 0) => ({
+      status,
+      statusChangedAt,
+      cancelledAmount,
+      paidAmount: 1000,
+    });
+    const newer = (s: Snapshot, h: Held) => isNewerSnapshot(app, s, h);
+    assert.equal(await newer(snap("PAID", "2026-11-26T10:00:01Z"), held), true);
+    assert.equal(await newer(snap("CANCELLED", "2026-11-26T09:59:59Z", 1000), held), false);
+    assert.equal(await newer(snap("PARTIAL_CANCELLED", "2026-11-26T10:00:00Z", 100), held), true);
+    assert.equal(await newer(snap("READY", "2026-11-26T10:00:00Z"), held), false);
+    assert.equal(await newer(snap("PAID", "2026-11-26T10:00:00.000+00:00"), held), false);
+    assert.equal(await newer(snap("PAID", "2026-11-26T19:00:00+09:00"), held), false, "the same instant");
+    const partial = { ...held, status: "PARTIAL_CANCELLED" as const, cancelled_amount: 100 };
+    assert.equal(await newer(snap("PARTIAL_CANCELLED", "2026-11-26T10:00:00Z", 300), partial), true);
+    assert.equal(await newer(snap("PARTIAL_CANCELLED", "2026-11-26T10:00:00Z", 100), partial), false);
+    assert.equal(
+      await newer(snap("READY", "2000-01-01T00:00:00Z"), { ...held, status_changed_at: null }),
+      true,
+    );
+  } finally {
+    await app.close();
+  }
 });
 
-Deno.test("verifySnapshot() names every difference from the order", () => {
-  const base = parsePayment({
-    status: "PAID",
-    id: "pay_x",
-    storeId: "store-a",
-    orderName: "상품",
-    currency: "KRW",
-    statusChangedAt: "2026-11-26T10:00:00Z",
-    paidAt: "2026-11-26T10:00:00Z",
-    amount: { total: 1000, taxFree: 0, paid: 1000, cancelled: 0, cancelledTaxFree: 0 },
-    channel: { type: "TEST", key: "channel-key-a", pgProvider: "TOSSPAYMENTS" },
-  });
-  assert.equal(base.kind, "payment");
-  if (base.kind !== "payment") return;
-  const expected = {
-    storeId: "store-a",
-    totalAmount: 1000,
-    taxFreeAmount: 0,
-    currency: "KRW",
-    orderName: "상품",
-    channelKeys: ["channel-key-a"],
-  };
-  assert.deepEqual(verifySnapshot(base, expected, false), []);
-  assert.deepEqual(verifySnapshot(base, expected, true), ["test_channel"]);
-  // the channel must be the one issued for the attempt; an attempt without one matches no channel
-  assert.deepEqual(verifySnapshot(base, { ...expected, channelKeys: ["channel-key-b"] }, false), [
-    "channel_mismatch",
-  ]);
-  assert.deepEqual(verifySnapshot(base, { ...expected, channelKeys: [] }, false), ["channel_mismatch"]);
-  assert.deepEqual(
-    verifySnapshot(base, {
-      storeId: "store-b",
-      totalAmount: 2000,
-      taxFreeAmount: 500,
-      currency: "USD",
-      orderName: "다른",
-      channelKeys: ["channel-key-b", "channel-key-a"],
-    }, false),
-    ["store_mismatch", "amount_mismatch", "tax_free_mismatch", "currency_mismatch", "order_name_mismatch"],
-  );
-  assert.deepEqual(verifySnapshot({ ...base, status: "FAILED" }, { ...expected, totalAmount: 1 }, true), []);
+Deno.test("the apply names every difference from the order", async () => {
+  const app = await startTestApp();
+  try {
+    const base = parsePayment({
+      status: "PAID",
+      id: "pay_x",
+      storeId: "store-a",
+      orderName: "상품",
+      currency: "KRW",
+      statusChangedAt: "2026-11-26T10:00:00Z",
+      paidAt: "2026-11-26T10:00:00Z",
+      amount: { total: 1000, taxFree: 0, paid: 1000, cancelled: 0, cancelledTaxFree: 0 },
+      channel: { type: "TEST", key: "channel-key-a", pgProvider: "TOSSPAYMENTS" },
+    });
+    assert.equal(base.kind, "payment");
+    if (base.kind !== "payment") return;
+    const expected = {
+      storeId: "store-a",
+      totalAmount: 1000,
+      taxFreeAmount: 0,
+      currency: "KRW",
+      orderName: "상품",
+      channelKeys: ["channel-key-a"],
+    };
+    const verify = (s: PaymentSnapshot, e: typeof expected, live: boolean) => verifySnapshot(app, s, e, live);
+    assert.deepEqual(await verify(base, expected, false), []);
+    assert.deepEqual(await verify(base, expected, true), ["test_channel"]);
+    // the channel must be the one issued for the attempt; an attempt without one matches no channel
+    assert.deepEqual(await verify(base, { ...expected, channelKeys: ["channel-key-b"] }, false), [
+      "channel_mismatch",
+    ]);
+    assert.deepEqual(await verify(base, { ...expected, channelKeys: [] }, false), ["channel_mismatch"]);
+    assert.deepEqual(await verify({ ...base, channelKey: null }, expected, false), ["channel_mismatch"]);
+    assert.deepEqual(
+      await verify(base, {
+        storeId: "store-b",
+        totalAmount: 2000,
+        taxFreeAmount: 500,
+        currency: "USD",
+        orderName: "다른",
+        channelKeys: ["channel-key-b", "channel-key-a"],
+      }, false),
+      ["store_mismatch", "amount_mismatch", "tax_free_mismatch", "currency_mismatch", "order_name_mismatch"],
+    );
+    assert.deepEqual(await verify({ ...base, status: "FAILED" }, { ...expected, totalAmount: 1 }, true), []);
+  } finally {
+    await app.close();
+  }
 });
 
 Deno.test("parsePayment() keeps unknown statuses out and strips personal data", () => {

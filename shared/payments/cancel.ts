@@ -12,11 +12,10 @@
  * unknown outcome (timeout, 5xx) keeps the reservation; the caller's retry with the same Idempotency-Key
  * repeats the identical keyed request, which PortOne performs at most once; a webhook or reconcile settles
  * it otherwise, and any sync settles it FAILED once PortOne's balance shows it can no longer succeed (see
- * sync-cancellations.ts). A refused request answers its refusal again to every retry with the same key.
+ * the apply in sync.ts). A refused request answers its refusal again to every retry with the same key.
  */
 import type { Caller } from "../infra/auth.ts";
 import { pgProvidersRequiringRefundPhone } from "../portone/banks.ts";
-import type { TransactionSql } from "../infra/db.ts";
 import { CancelRequest, type CancelResponse, RefundAccount } from "../contract/cancel.ts";
 import { AppError } from "../infra/errors.ts";
 import { defineFunction, type EdgeFunction, readJson, replyJson } from "../infra/http.ts";
@@ -27,8 +26,7 @@ import { log } from "../infra/log.ts";
 import { type PaymentCancellation, PortOneRefusal } from "../portone/gateway.ts";
 import { maskDigits } from "../portone/snapshot.ts";
 import type { AppDeps } from "../infra/runtime.ts";
-import { syncPayment } from "./sync.ts";
-import { recordSettlement } from "./sync-cancellations.ts";
+import { type CancellationSettlement, syncPayment } from "./sync.ts";
 import type { Narrowed, Row } from "../infra/rows.ts";
 
 type LockedPayment = Pick<
@@ -46,7 +44,7 @@ type LockedPayment = Pick<
 
 /**
  * A cancellation as cancel sends it to PortOne: the columns are the generated ones, narrowed to what
- * cancel's own reservations hold. A row sync-cancellations records for a cancellation made at PortOne
+ * cancel's own reservations hold. A row the sync records for a cancellation made at PortOne
  * (requester 'PORTONE', no key, no balance) always carries PortOne's id and is never sent again.
  */
 type CancellationRow = Narrowed<
@@ -221,65 +219,26 @@ async function reserve(
   });
 }
 
-/** Records PortOne's answer on our cancellation row and releases what is no longer reserved. */
-function settleRow(cancellationId: string, answer: {
-  status: "REQUESTED" | "SUCCEEDED" | "FAILED";
-  portoneId?: string | undefined;
-  pgCancellationId?: string | undefined;
-  failureReason?: string | undefined;
-}) {
-  return async (tx: TransactionSql) => {
-    const [row] = await tx<{ payment_id: string }[]>`
-      update public.payment_cancellations set
-        status = ${answer.status},
-        portone_cancellation_id = coalesce(portone_cancellation_id, ${answer.portoneId ?? null}),
-        pg_cancellation_id = coalesce(${answer.pgCancellationId ?? null}, pg_cancellation_id),
-        failure_reason = ${answer.failureReason ?? null},
-        settled_at = case when ${answer.status} = 'REQUESTED' then null else coalesce(settled_at, now()) end
-      where id = ${cancellationId} and status = 'REQUESTED'
-        -- a refusal of our request never settles a cancellation PortOne itself holds: only PortOne's word does
-        and (portone_cancellation_id is null or ${answer.portoneId ?? null}::text is not null)
-      returning payment_id`;
-    if (!row) return;
-    await tx`
-      update public.payments set cancel_reserved_amount = (
-        select coalesce(sum(amount), 0) from public.payment_cancellations
-        where payment_id = ${row.payment_id} and status = 'REQUESTED')
-      where id = ${row.payment_id}`;
-    if (answer.status !== "REQUESTED") {
-      await recordSettlement(tx, row.payment_id, "cancel", {
-        cancellationId,
-        status: answer.status,
-        portoneCancellationId: answer.portoneId ?? null,
-        reason: answer.failureReason ?? null,
-      });
-    }
-  };
-}
-
-/** Settles under the payment lock together with a fresh snapshot; falls back to the row alone. */
+/**
+ * Settles under the payment lock together with a fresh snapshot (one call: the settlement rides with the
+ * apply); falls back to the row alone when PortOne answered the cancel but not the re-fetch.
+ */
 async function settle(
   deps: AppDeps,
   cancellation: CancellationRow,
-  answer: Parameters<typeof settleRow>[1],
+  answer: Omit<CancellationSettlement, "cancellationId">,
 ): Promise<void> {
-  const apply = settleRow(cancellation.id, answer);
+  const settlement: CancellationSettlement = { cancellationId: cancellation.id, ...answer };
   try {
-    const result = await syncPayment(
-      deps,
-      cancellation.payment_id,
-      "cancel",
-      { beforeApply: apply },
-    );
+    const result = await syncPayment(deps, cancellation.payment_id, "cancel", { settlement });
     if (result.outcome === "applied" || result.outcome === "unchanged") return;
   } catch (error) {
     // PortOne answered the cancel but not the re-fetch: record the answer now; the webhook brings the rest
     log("warn", "cancel_settled_without_snapshot", { paymentId: cancellation.payment_id, error });
   }
-  await deps.sql.begin(async (tx) => {
-    await tx`select 1 from public.payments where id = ${cancellation.payment_id} for update`;
-    await apply(tx);
-  });
+  await deps.sql`select private.settle_cancellation(${settlement.cancellationId}, ${
+    deps.sql.json(settlement as never)
+  })`;
 }
 
 const refusalCodes: Record<
@@ -399,7 +358,7 @@ export async function recoverAbandonedCancellations(deps: AppDeps, paymentId: st
   return !left;
 }
 
-function answerToSettlement(answer: PaymentCancellation): Parameters<typeof settleRow>[1] {
+function answerToSettlement(answer: PaymentCancellation): Omit<CancellationSettlement, "cancellationId"> {
   const status = answer.status === "SUCCEEDED" || answer.status === "FAILED" || answer.status === "REQUESTED"
     ? answer.status
     : "REQUESTED";

@@ -21,7 +21,7 @@ import { sha256Hex } from "../infra/crypto.ts";
 import { log } from "../infra/log.ts";
 import { verifyWebhookSignature, WebhookVerificationError } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
-import { syncPayment } from "../payments/sync.ts";
+import { type FetchedPayment, fetchPayment, syncResultOf } from "../payments/sync.ts";
 import { syncBillingKey } from "../billing/keys.ts";
 import { classify, type Delivery, truncate, type VerifiedEvent } from "./formats.ts";
 import type { Row } from "../infra/rows.ts";
@@ -127,30 +127,36 @@ async function recordUnprocessable(
   return row?.inserted ?? false;
 }
 
+/** What the inbox keeps of a verified event: billing keys charge cards, so never the key itself. */
+async function inboxFields(event: VerifiedEvent, rawBody: string, timestamp: string | undefined) {
+  return {
+    webhookTimestamp: timestampOf(timestamp),
+    eventType: truncate(event.type, 100),
+    paymentId: stringField(event.data, "paymentId"),
+    storeId: stringField(event.data, "storeId"),
+    payload: {
+      ...event,
+      data: { ...event.data, ...("billingKey" in event.data ? { billingKey: "[redacted]" } : {}) },
+    },
+    payloadSha256: await sha256Hex(rawBody),
+  };
+}
+type InboxFields = Awaited<ReturnType<typeof inboxFields>>;
+
 /** Records the delivery and claims it when nobody else is processing it, in one statement. */
 async function recordDelivery(
   deps: AppDeps,
   webhookId: string,
-  event: VerifiedEvent,
-  rawBody: string,
-  timestamp: string | undefined,
+  fields: InboxFields,
   leaseToken: string,
 ): Promise<InboxRow> {
-  const webhookTimestamp = timestampOf(timestamp);
-  // billing keys charge cards: the inbox keeps the payload, but never the key itself
-  const payload = {
-    ...event,
-    data: { ...event.data, ...("billingKey" in event.data ? { billingKey: "[redacted]" } : {}) },
-  };
   const [row] = await deps.sql<InboxRow[]>`
     insert into public.webhook_logs as w
       (webhook_id, webhook_timestamp, event_type, payment_id, store_id, payload, payload_sha256, status,
        lease_token, lease_expires_at)
     values
-      (${webhookId}, ${webhookTimestamp}, ${truncate(event.type, 100)}, ${
-    stringField(event.data, "paymentId")
-  },
-       ${stringField(event.data, "storeId")}, ${deps.sql.json(payload as never)}, ${await sha256Hex(rawBody)},
+      (${webhookId}, ${fields.webhookTimestamp}, ${fields.eventType}, ${fields.paymentId}, ${fields.storeId},
+       ${deps.sql.json(fields.payload as never)}, ${fields.payloadSha256},
        'processing', ${leaseToken}, now() + make_interval(secs => ${leaseSeconds}))
     on conflict (webhook_id) do update set
       attempts = w.attempts + 1,
@@ -164,6 +170,83 @@ async function recordDelivery(
         then excluded.lease_expires_at else w.lease_expires_at end
     returning w.id, w.status, w.lease_token`;
   return row!;
+}
+
+/**
+ * Records a payment event PortOne could not be asked about (unreachable, refusing) as failed, unless it was
+ * finished meanwhile; PortOne retries it. Best effort: the database may be what failed.
+ */
+async function recordFailedDelivery(
+  deps: AppDeps,
+  webhookId: string,
+  fields: InboxFields,
+  note: string,
+  started: number,
+): Promise<void> {
+  await deps.sql`
+    insert into public.webhook_logs as w
+      (webhook_id, webhook_timestamp, event_type, payment_id, store_id, payload, payload_sha256, status,
+       last_error, processing_ms)
+    values
+      (${webhookId}, ${fields.webhookTimestamp}, ${fields.eventType}, ${fields.paymentId}, ${fields.storeId},
+       ${deps.sql.json(fields.payload as never)}, ${fields.payloadSha256}, 'failed', ${note},
+       ${Math.round(performance.now() - started)})
+    on conflict (webhook_id) do update set
+      attempts = w.attempts + 1,
+      last_received_at = now(),
+      payload_conflict = w.payload_conflict or w.payload_sha256 <> excluded.payload_sha256,
+      status = case when w.status in ('processed', 'ignored') then w.status else 'failed' end,
+      last_error = case when w.status in ('processed', 'ignored') then w.last_error else excluded.last_error end,
+      processing_ms = case when w.status in ('processed', 'ignored') then w.processing_ms
+        else excluded.processing_ms end`;
+}
+
+/** Why a failure while processing was ours, as the inbox notes it. */
+function failureNote(error: unknown): string {
+  return error instanceof AppError ? error.code : error instanceof Error ? error.name : "error";
+}
+
+/** A refusal while processing is still our failure to apply a verified event: PortOne must retry. */
+function asRetryable(error: unknown): unknown {
+  return error instanceof AppError && error.status < 500
+    ? new AppError("internal", "The webhook could not be applied", { cause: error })
+    : error;
+}
+
+/**
+ * A payment event of our store: PortOne is asked first, then the delivery is recorded, applied and finished
+ * in one database call (private.receive_payment_webhook) — one round trip, one commit. A concurrent
+ * delivery of the same id waits for that call and finds it finished; a redelivery of a finished id applies
+ * nothing (the apply is monotonic, and the finished row answers "duplicate").
+ */
+async function receivePaymentEvent(
+  deps: AppDeps,
+  webhookId: string,
+  fields: InboxFields,
+  paymentId: string,
+): Promise<Response> {
+  const started = performance.now();
+  let fetched: FetchedPayment;
+  try {
+    fetched = await fetchPayment(deps, paymentId, "webhook");
+  } catch (error) {
+    await recordFailedDelivery(deps, webhookId, fields, failureNote(error), started).catch(() => {});
+    throw asRetryable(error);
+  }
+  const delivery = { webhookId, ...fields, processingMs: Math.round(performance.now() - started) };
+  const [row] = await deps.sql<{ received: Parameters<typeof syncResultOf>[2] & { delivery: string } }[]>`
+    select private.receive_payment_webhook(
+      ${deps.sql.json(delivery as never)},
+      ${fetched.kind === "payment" ? deps.sql.json(fetched.snapshot as never) : null},
+      ${deps.config.portone.requireLiveChannel}
+    ) as received`;
+  const received = row!.received;
+  if (received.delivery === "duplicate") return json({ received: true, status: "duplicate" });
+  if (fetched.kind === "payment") syncResultOf(paymentId, "webhook", received);
+  if (received.delivery === "ignored") {
+    log("info", "webhook_ignored", { webhookId, type: fields.eventType, reason: "unknown_payment" });
+  }
+  return json({ received: true, status: received.delivery });
 }
 
 /** Takes over a row that failed or whose lease ran out while we waited; does not count a delivery. */
@@ -181,28 +264,25 @@ async function readStatus(deps: AppDeps, id: number): Promise<string | undefined
   return row?.status;
 }
 
-async function dispatch(
-  deps: AppDeps,
-  event: VerifiedEvent,
-  webhookId: string,
-): Promise<[WebhookOutcome, string | null]> {
+/** The payment a verified event asks us to re-fetch: a payment event of our store that names one. */
+function paymentToSync(deps: AppDeps, event: VerifiedEvent): string | null {
+  if (!transactionTypes.has(event.type) && event.format !== "2024-01-01") return null;
+  if (event.format === "2024-04-25" && stringField(event.data, "storeId") !== deps.config.portone.storeId) {
+    return null;
+  }
+  return stringField(event.data, "paymentId");
+}
+
+/** Every other verified event: billing-key events, and those we ignore (with the reason). */
+async function dispatch(deps: AppDeps, event: VerifiedEvent): Promise<[WebhookOutcome, string | null]> {
   const storeId = stringField(event.data, "storeId");
   if (
     event.format === "2024-04-25" && (transactionTypes.has(event.type) || billingKeyTypes.has(event.type))
   ) {
     if (storeId !== deps.config.portone.storeId) return ["ignored", "other_store"];
   }
-  if (transactionTypes.has(event.type) || event.format === "2024-01-01") {
-    const paymentId = stringField(event.data, "paymentId");
-    if (!paymentId) return ["ignored", "no_payment_id"];
-    const result = await syncPayment(
-      deps,
-      paymentId,
-      "webhook",
-      { webhookId },
-    );
-    return result.outcome === "not_ours" ? ["ignored", "unknown_payment"] : ["processed", null];
-  }
+  // a payment event with a paymentId went through receivePaymentEvent
+  if (transactionTypes.has(event.type) || event.format === "2024-01-01") return ["ignored", "no_payment_id"];
   if (billingKeyTypes.has(event.type)) {
     const billingKey = stringField(event.data, "billingKey");
     if (!billingKey) return ["ignored", "no_billing_key"];
@@ -273,16 +353,12 @@ export async function receiveWebhook(deps: AppDeps, request: Request): Promise<R
     return json({ received: true, status: delivery.kind });
   }
   const event = delivery.event;
+  const fields = await inboxFields(event, rawBody, headers["webhook-timestamp"]);
+  const paymentId = paymentToSync(deps, event);
+  if (paymentId !== null) return await receivePaymentEvent(deps, webhookId, fields, paymentId);
 
   const leaseToken = crypto.randomUUID();
-  let row: InboxRow | undefined = await recordDelivery(
-    deps,
-    webhookId,
-    event,
-    rawBody,
-    headers["webhook-timestamp"],
-    leaseToken,
-  );
+  let row: InboxRow | undefined = await recordDelivery(deps, webhookId, fields, leaseToken);
   if (row.lease_token !== leaseToken) {
     // Another delivery of this id: done already, or still running somewhere. Wait a little for the
     // running one rather than make PortOne retry; take over if it failed or its lease ran out.
@@ -305,18 +381,13 @@ export async function receiveWebhook(deps: AppDeps, request: Request): Promise<R
 
   const started = performance.now();
   try {
-    const [outcome, note] = await dispatch(deps, event, webhookId);
+    const [outcome, note] = await dispatch(deps, event);
     await finish(deps, row.id, leaseToken, outcome, note, started);
     if (outcome === "ignored") log("info", "webhook_ignored", { webhookId, type: event.type, reason: note });
     return json({ received: true, status: outcome });
   } catch (error) {
-    const note = error instanceof AppError ? error.code : error instanceof Error ? error.name : "error";
-    await finish(deps, row.id, leaseToken, "failed", note, started).catch(() => {});
-    if (error instanceof AppError && error.status < 500) {
-      // a refusal while processing is still our failure to apply a verified event: let PortOne retry
-      throw new AppError("internal", "The webhook could not be applied", { cause: error });
-    }
-    throw error;
+    await finish(deps, row.id, leaseToken, "failed", failureNote(error), started).catch(() => {});
+    throw asRetryable(error);
   }
 }
 

@@ -81,6 +81,10 @@ Deno.test("readConfig() reads secrets for rotation, the LIVE flag, JWKS and per-
     /PORTONE_CHANNEL_KEYS/,
   );
   assert.throws(() => readConfig({ ...minimal, SUPABASE_JWKS: "{}" }), /SUPABASE_JWKS/);
+  // jose builds the key set at the first token; a set it would refuse stops the function at startup instead
+  for (const keys of ["[1]", '{"keys":[null]}', '{"keys":[["kty"]]}']) {
+    assert.throws(() => readConfig({ ...minimal, SUPABASE_JWKS: keys }), /SUPABASE_JWKS must be a JWKS JSON/);
+  }
 });
 
 Deno.test("readConfig(): ALERT_WEBHOOK_URL is optional, must be http(s), and a bad one is not echoed", () => {

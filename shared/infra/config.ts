@@ -59,7 +59,13 @@ const jwks: Reader<{ keys: JsonWebKey[] }> = (text) => {
   try {
     const parsed = JSON.parse(text) as unknown;
     const keys = Array.isArray(parsed) ? parsed : (parsed as { keys?: unknown })?.keys;
-    if (!Array.isArray(keys)) throw new Error("no keys");
+    // jose refuses a key set whose keys are not all objects; it is built at the first token, so refuse here
+    if (
+      !Array.isArray(keys) ||
+      !keys.every((key) => key !== null && typeof key === "object" && !Array.isArray(key))
+    ) {
+      throw new Error("no keys");
+    }
     // symmetric (oct) keys cannot verify asymmetric tokens and must never be used as public keys
     return { keys: keys.filter((key) => (key as { kty?: string })?.kty !== "oct") as JsonWebKey[] };
   } catch {

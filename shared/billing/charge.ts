@@ -10,7 +10,9 @@ import { log } from "../infra/log.ts";
 import { PortOneRefusal } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { syncPayment } from "../payments/sync.ts";
-import { revealBillingKey, syncBillingKey } from "./keys.ts";
+import { openBillingKey, syncBillingKey } from "./keys.ts";
+import { asRefusal } from "../payments/refusals.ts";
+import type { Sql } from "../infra/db.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // Requests and replies
@@ -43,13 +45,77 @@ export function portoneIdempotencyKeyFor(paymentId: string): string {
 }
 
 /**
- * Finds or creates the attempt under the order's row lock. An open (READY) attempt of this order with this
- * key is reused, so a request retried after an outage charges the same paymentId with the same PortOne
- * Idempotency-Key. An attempt that FAILED is never reused: its PortOne key would replay the decline.
+ * What a charge reads before it reserves: the saved card's sealed value (to open it here: the data keys never
+ * reach the database) and the order's open browser attempts (to re-fetch them at PortOne first). Read-only
+ * and limited to the caller's own rows, so it may travel beside the Idempotency-Key claim.
+ */
+export interface ChargeLook {
+  /** Null when the key is not the caller's (the reservation then refuses it). */
+  sealed_billing_key: string | null;
+  browser_attempts: string[] | null;
+}
+
+export function lookBeforeCharge(
+  caller: Caller,
+  billingKeyId: string,
+  orderId: string,
+): (sql: Sql) => Promise<ChargeLook> {
+  return async (sql) => {
+    const [look] = await sql<ChargeLook[]>`
+      select
+        (select k.billing_key from public.billing_keys k
+         where k.id = ${billingKeyId}::uuid and k.user_id = ${caller.userId}) as sealed_billing_key,
+        (select array_agg(p.id order by p.created_at) from public.payments p
+         where p.order_id = ${orderId}::uuid and p.user_id = ${caller.userId} and p.billing_key_id is null
+           and p.status in ('READY', 'PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED')) as browser_attempts`;
+    return look!;
+  };
+}
+
+interface ReservationRow {
+  outcome: "reserved" | "settled" | "key_changed";
+  payment_id: string;
+  taken_over_from_window: boolean | null;
+  order_name: string | null;
+  total_amount: number | null;
+  tax_free_amount: number | null;
+  currency: string | null;
+}
+
+/** The key opened for a charge, or why it does not open (raised by the reservation at its place). */
+async function openForCharge(
+  deps: AppDeps,
+  caller: Caller,
+  sealed: string | null,
+): Promise<{ plain: string | null; resealed: string | null; refusal: AppError | null }> {
+  if (sealed === null) return { plain: null, resealed: null, refusal: null };
+  try {
+    return { ...await openBillingKey(deps, { user_id: caller.userId, billing_key: sealed }), refusal: null };
+  } catch (error) {
+    if (error instanceof AppError) return { plain: null, resealed: null, refusal: error };
+    throw error;
+  }
+}
+
+/**
+ * Finds or creates the attempt under the order's row lock, in one call of private.reserve_billing_attempt
+ * (migration 20261201170100). An open (READY) attempt of this order with this key is reused, so a request
+ * retried after an outage charges the same paymentId with the same PortOne Idempotency-Key. An attempt
+ * that FAILED is never reused: its PortOne key would replay the decline.
  *
  * One paymentId per order across both ways to pay: an open attempt `prepare` handed to the payment window is
  * taken over and charged under its own paymentId. PortOne holds at most one payment per paymentId, so if the
  * customer pays in a window that is still open, only one of the two can succeed; the other is refused.
+ *
+ * The order's open browser attempts (from the look) are re-fetched at PortOne first, so one the customer
+ * already paid (or left pending, or holding an open virtual account) before our confirm or the webhook
+ * arrived is on record when the reservation looks at the order: the order is then paid (409
+ * order_not_payable) or the attempt blocks (409 payment_in_progress) before PortOne is asked to charge. A
+ * window paying at the same moment is caught by the shared paymentId.
+ *
+ * The key is opened before the call; one that does not open (a data key dropped too early, a tampered row)
+ * is refused by the reservation where the charge would need it — after every other refusal, and before
+ * anything is written.
  */
 async function reserveBillingAttempt(
   deps: AppDeps,
@@ -57,115 +123,46 @@ async function reserveBillingAttempt(
   billingKeyId: string,
   orderId: string,
   requestKey: string,
+  look: ChargeLook,
 ): Promise<Reservation> {
   // a call still running at PortOne is bounded by our timeout; a READY attempt of another key younger than
   // this may be charging right now
   const inFlightSeconds = Math.ceil(deps.config.portone.timeoutMs / 1000) * 2 + 30;
-  return await deps.sql.begin(async (tx) => {
-    const [key] = await tx<
-      {
-        id: string;
-        user_id: string;
-        billing_key: string;
-        status: string;
-        store_id: string;
-        channel_key: string | null;
-      }[]
-    >`
-      select id, user_id, billing_key, status, store_id, channel_key from public.billing_keys
-      where id = ${billingKeyId} and user_id = ${caller.userId}`;
-    // someone else's key and a missing one look the same
-    if (!key) throw new AppError("not_found", "Billing key not found");
-    if (key.status !== "ISSUED" || key.store_id !== deps.config.portone.storeId) {
-      throw new AppError("billing_key_not_active", "The billing key is deleted");
+  for (const paymentId of look.browser_attempts ?? []) await syncPayment(deps, paymentId, "billing");
+  let sealed = look.sealed_billing_key;
+  for (let pass = 1;; pass++) {
+    const key = await openForCharge(deps, caller, sealed);
+    let row: ReservationRow | undefined;
+    try {
+      [row] = await deps.sql<ReservationRow[]>`
+        select outcome, payment_id, taken_over_from_window, order_name, total_amount, tax_free_amount, currency
+        from private.reserve_billing_attempt(${caller.userId}, ${billingKeyId}, ${orderId}, ${requestKey},
+                                             ${deps.config.portone.storeId}, ${deps.config.portone.billingChannelKey},
+                                             ${inFlightSeconds}, ${newPaymentId()}, ${sealed},
+                                             ${key.refusal?.message ?? null}, ${key.resealed})`;
+    } catch (error) {
+      if (key.refusal && (error as { code?: unknown })?.code === "PT005") throw key.refusal;
+      throw asRefusal(error);
     }
-    // charges report the key's channel; one the store no longer configures would pay nothing
-    const channelKey = deps.config.portone.billingChannelKey;
-    if (key.channel_key !== null && key.channel_key !== channelKey) {
-      throw new AppError("billing_key_not_active", "The billing key was issued through another channel");
-    }
-
-    const [order] = await tx<{ status: string; order_name: string }[]>`
-      select status, order_name from public.orders
-      where id = ${orderId} and user_id = ${caller.userId}
-      for update`;
-    if (!order) throw new AppError("not_found", "Order not found");
-    // an earlier try of this very request (same Idempotency-Key) whose reply was lost after PortOne settled
-    // its attempt — a webhook may have marked the order paid since: answer from that attempt, charge nothing
-    const [own] = await tx<{ id: string; status: string }[]>`
-      select p.id, p.status from public.payments p
-      where p.order_id = ${orderId}
-        and exists (select from public.payment_events e
-                    where e.payment_id = p.id and e.source = 'billing' and e.detail ->> 'requestKey' = ${requestKey})
-      order by p.created_at desc limit 1`;
-    if (own && own.status !== "READY") return { settled: true, paymentId: own.id };
-    if (order.status !== "pending") throw new AppError("order_not_payable", `Order is ${order.status}`);
-
-    const live = await tx<
-      {
-        id: string;
-        status: string;
-        billing_key_id: string | null;
-        billing_channel_key: string | null;
-        young: boolean;
-        virtual_account_expires_at: Date | null;
-      }[]
-    >`
-      select id, status, billing_key_id, billing_channel_key, virtual_account_expires_at,
-             created_at > now() - make_interval(secs => ${inFlightSeconds}) as young
-      from public.payments
-      where order_id = ${orderId} and mismatch_reason is null
-        and status in ('READY', 'PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED')
-      order by created_at desc`;
-    const blocking = live.find((p) =>
-      p.status === "PAY_PENDING" ||
-      (p.status === "VIRTUAL_ACCOUNT_ISSUED" &&
-        (p.virtual_account_expires_at === null || p.virtual_account_expires_at.getTime() > Date.now())) ||
-      (p.status === "READY" && p.billing_key_id !== null && p.billing_key_id !== billingKeyId && p.young)
-    );
-    // a second charge while money may still arrive through the first would risk a double payment
-    if (blocking) {
-      throw new AppError("payment_in_progress", `Payment ${blocking.id} for this order is in progress`);
-    }
-    const reusable = live.find((p) =>
-      p.status === "READY" && (p.billing_key_id === billingKeyId || p.billing_key_id === null)
-    );
-    // the channel the charge must report is recorded with the attempt (beside the window's, for a taken-over one)
-    const [row] = reusable
-      ? await tx<{ id: string; total_amount: number; tax_free_amount: number; currency: string }[]>`
-        update public.payments set billing_channel_key = ${channelKey} where id = ${reusable.id}
-        returning id, total_amount, tax_free_amount, currency`
-      : await tx<{ id: string; total_amount: number; tax_free_amount: number; currency: string }[]>`
-        insert into public.payments
-          (id, order_id, user_id, store_id, billing_channel_key, total_amount, tax_free_amount, currency,
-           billing_key_id)
-        select ${newPaymentId()}, o.id, o.user_id, ${deps.config.portone.storeId}, ${channelKey}, o.total_amount,
-               o.tax_free_amount, o.currency, ${billingKeyId}
-        from public.orders o where o.id = ${orderId}
-        returning id, total_amount, tax_free_amount, currency`;
-    if (reusable && reusable.billing_key_id === null && reusable.billing_channel_key === null) {
-      await tx`
-        insert into public.payment_events (payment_id, source, kind, from_status, to_status, detail)
-        values (${row!.id}, 'billing', 'taken_over_by_saved_card', 'READY', 'READY',
-                ${tx.json({ orderId, billingKeyId, requestKey } as never)})`;
-    }
-    if (!reusable) {
-      await tx`
-        insert into public.payment_events (payment_id, source, kind, to_status, detail)
-        values (${row!.id}, 'billing', 'created', 'READY',
-                ${tx.json({ orderId, billingKeyId, requestKey } as never)})`;
+    if (!row) throw new Error("reserve_billing_attempt returned no row");
+    if (row.outcome === "settled") return { settled: true, paymentId: row.payment_id };
+    if (row.outcome === "key_changed") {
+      // re-sealed (or registered) meanwhile by another request: read it again
+      if (pass >= 3) throw new Error("the saved card kept changing while it was being charged");
+      sealed = (await lookBeforeCharge(caller, billingKeyId, orderId)(deps.sql)).sealed_billing_key;
+      continue;
     }
     return {
       settled: false,
-      takenOverFromWindow: reusable !== undefined && reusable.billing_key_id === null,
-      billingKey: await revealBillingKey(deps, tx, key),
-      orderName: order.order_name,
-      paymentId: row!.id,
-      totalAmount: row!.total_amount,
-      taxFreeAmount: row!.tax_free_amount,
-      currency: row!.currency,
+      takenOverFromWindow: row.taken_over_from_window!,
+      billingKey: key.plain!,
+      orderName: row.order_name!,
+      paymentId: row.payment_id,
+      totalAmount: row.total_amount!,
+      taxFreeAmount: row.tax_free_amount!,
+      currency: row.currency!,
     };
-  });
+  }
 }
 
 /** The answer for an attempt an earlier try of the same request already settled at PortOne (re-synced). */
@@ -186,33 +183,17 @@ async function answerSettledAttempt(deps: AppDeps, paymentId: string): Promise<B
   return { paymentId: payment.paymentId, status: payment.status, order: payment.order };
 }
 
-/**
- * The order's open browser attempts are re-fetched at PortOne first, so one the customer already paid (or
- * left pending, or holding an open virtual account) before our confirm or the webhook arrived is on record
- * when the reservation looks at the order: the order is then paid (409 order_not_payable) or the attempt
- * blocks (409 payment_in_progress) before PortOne is asked to charge. A window paying at the same moment is
- * caught by the shared paymentId (see reserveBillingAttempt).
- */
-async function refreshBrowserAttempts(deps: AppDeps, caller: Caller, orderId: string): Promise<void> {
-  const open = await deps.sql<{ id: string }[]>`
-    select id from public.payments
-    where order_id = ${orderId} and user_id = ${caller.userId} and billing_key_id is null
-      and status in ('READY', 'PAY_PENDING', 'VIRTUAL_ACCOUNT_ISSUED')
-    order by created_at`;
-  for (const payment of open) await syncPayment(deps, payment.id, "billing");
-}
-
 export async function payWithSavedBillingKey(
   deps: AppDeps,
   caller: Caller,
   billingKeyId: string,
   input: PayWithBillingKeyRequest,
   idempotencyKey: string,
+  look: ChargeLook,
 ): Promise<BillingPaymentResponse> {
-  await refreshBrowserAttempts(deps, caller, input.orderId);
   // which request made an attempt, kept in its audit events: a retry of it finds it again
   const requestKey = await sha256Hex(`billing-pay:${caller.userId}:${billingKeyId}:${idempotencyKey}`);
-  const attempt = await reserveBillingAttempt(deps, caller, billingKeyId, input.orderId, requestKey);
+  const attempt = await reserveBillingAttempt(deps, caller, billingKeyId, input.orderId, requestKey, look);
   if (attempt.settled) return await answerSettledAttempt(deps, attempt.paymentId);
 
   let declined: PortOneRefusal | null = null;

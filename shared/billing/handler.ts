@@ -8,14 +8,13 @@
  *   DELETE /billing-key/{id}                                       delete, idempotent
  */
 import { AppError } from "../infra/errors.ts";
-import type { Caller } from "../infra/auth.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { defineFunction, type EdgeFunction, json, readJson, replyJson } from "../infra/http.ts";
 import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
 import { PayWithBillingKeyRequest, RegisterBillingKeyRequest } from "../contract/billing-key.ts";
 import { deleteSavedBillingKey, listBillingKeys, registerBillingKey } from "./keys.ts";
-import { payWithSavedBillingKey } from "./charge.ts";
-import { requireOwnOrder } from "../payments/ownership.ts";
+import { lookBeforeCharge, payWithSavedBillingKey } from "./charge.ts";
+import { ownBillingKey, ownOrder } from "../payments/ownership.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // HTTP
@@ -42,13 +41,6 @@ export function routeOf(pathname: string): Route {
   if (action === undefined) return { kind: "item", id: id.toLowerCase() };
   if (action === "pay") return { kind: "pay", id: id.toLowerCase() };
   throw new AppError("not_found", "No such route");
-}
-
-async function requireOwnKey(deps: AppDeps, caller: Caller, billingKeyId: string): Promise<void> {
-  const [key] = await deps.sql`
-    select 1 from public.billing_keys where id = ${billingKeyId} and user_id = ${caller.userId}`;
-  // someone else's key and a missing one look the same
-  if (!key) throw new AppError("not_found", "Billing key not found");
 }
 
 function methodNotAllowed(method: string): never {
@@ -87,20 +79,21 @@ export function billingKeyHandler(deps: AppDeps): EdgeFunction {
             });
           }
           const input = await readJson(request, PayWithBillingKeyRequest);
-          // an unknown key or order is refused before the Idempotency-Key is claimed, so it writes nothing
-          await requireOwnKey(deps, caller, route.id);
-          await requireOwnOrder(deps.sql, caller, input.orderId);
           const scope = {
             userId: caller.userId,
             route: "billing-key-pay",
             key,
             request: { billingKeyId: route.id, ...input },
+            // an unknown key or order is refused before the Idempotency-Key is claimed, so it writes nothing
+            requires: [ownBillingKey(caller, route.id), ownOrder(caller, input.orderId)],
+            // read beside the claim: the key's sealed value and the order's open browser attempts
+            prefetch: lookBeforeCharge(caller, route.id, input.orderId),
           };
           return replyJson(
             await withIdempotency(
               deps.sql,
               scope,
-              () => payWithSavedBillingKey(deps, caller, route.id, input, key),
+              (look) => payWithSavedBillingKey(deps, caller, route.id, input, key, look),
             ),
           );
         }

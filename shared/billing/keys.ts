@@ -159,14 +159,14 @@ export function billingKeyHash(billingKey: string): Promise<string> {
 }
 
 /**
- * The plain billing key of a row. A row stored before encryption at rest (or sealed under a rotated-out
- * key) is re-sealed under the current key on the way, inside the caller's transaction when given one.
+ * The plain billing key of a row, and its value re-sealed under the current key when the row needs that (it
+ * was stored before encryption at rest, or sealed under a rotated-out key); null when it does not. Writes
+ * nothing: the caller stores the re-sealed value.
  */
-export async function revealBillingKey(
+export async function openBillingKey(
   deps: AppDeps,
-  sql: Sql | TransactionSql,
-  row: { id: string; user_id: string; billing_key: string },
-): Promise<string> {
+  row: { user_id: string; billing_key: string },
+): Promise<{ plain: string; resealed: string | null }> {
   const keys = dataKeys(deps);
   const context = sealContext(row.user_id);
   let plain = row.billing_key;
@@ -181,9 +181,23 @@ export async function revealBillingKey(
       throw error;
     }
   }
-  if (!isSealed(row.billing_key) || sealedWithOlderKey(keys, row.billing_key)) {
+  const stale = !isSealed(row.billing_key) || sealedWithOlderKey(keys, row.billing_key);
+  return { plain, resealed: stale ? await seal(keys, plain, context) : null };
+}
+
+/**
+ * The plain billing key of a row. A row stored before encryption at rest (or sealed under a rotated-out
+ * key) is re-sealed under the current key on the way, inside the caller's transaction when given one.
+ */
+export async function revealBillingKey(
+  deps: AppDeps,
+  sql: Sql | TransactionSql,
+  row: { id: string; user_id: string; billing_key: string },
+): Promise<string> {
+  const { plain, resealed } = await openBillingKey(deps, row);
+  if (resealed !== null) {
     await sql`
-      update public.billing_keys set billing_key = ${await seal(keys, plain, context)}, updated_at = now()
+      update public.billing_keys set billing_key = ${resealed}, updated_at = now()
       where id = ${row.id} and billing_key = ${row.billing_key}`;
   }
   return plain;

@@ -13,12 +13,16 @@
  *   request died with its isolate (or whose release never got through) is taken over after the lease.
  * Every write to a claim names the claim it made (id and claim time), so a request whose claim was taken
  * over never releases or completes the new owner's claim.
+ *
+ * Round trips are the cost of a request (issue #14), so the bookkeeping rides on statements that are sent
+ * anyway: the claim is one call (private.claim_idempotency_key) that also evaluates the request's
+ * requirements (ownership) and travels with the work's first read (`prefetch`); the completion travels with
+ * the work's last write (ReplyWithWrite). A request costs the work's own round trips plus at most two.
  */
 import { isTransientDatabaseError, type Sql } from "./db.ts";
 import { sha256Hex } from "./crypto.ts";
 import { AppError, type ErrorCode } from "./errors.ts";
 import { maxJsonDepth } from "./input-text.ts";
-import type { Row } from "./rows.ts";
 
 export interface StoredReply {
   readonly status: number;
@@ -26,13 +30,21 @@ export interface StoredReply {
   readonly replayed: boolean;
 }
 
-export interface IdempotencyScope {
+export interface IdempotencyScope<Prefetched = undefined> {
   readonly userId: string;
   readonly route: string;
   /** The Idempotency-Key header, or null when the client sent none. */
   readonly key: string | null;
   /** The validated request, hashed to detect a key reused for another request. */
   readonly request: unknown;
+  /** Checked before anything is recorded for the key, in order; see Requirement. */
+  readonly requires?: readonly Requirement[];
+  /**
+   * A read the work needs first, sent beside the claim (one round trip for both) and handed to `work`. It is
+   * sent whether or not the claim is granted (a refused or replayed request drops it), so it must not write
+   * and must read only what the caller may see anyway.
+   */
+  readonly prefetch?: (sql: Sql) => PromiseLike<Prefetched>;
 }
 
 export interface ClaimTiming {
@@ -141,57 +153,114 @@ function errorReply(error: AppError): { status: number; body: unknown } {
   };
 }
 
+/** A boolean SQL expression (a postgres.js fragment), e.g. `exists (select 1 from … where user_id = …)`. */
+export type Condition = ReturnType<Sql["unsafe"]>;
+
 /**
- * Runs `work` at most once per (user, route, key). `work` returns the JSON body of a 200; an AppError it
- * throws with a final 4xx status is stored like a reply, anything else leaves the key free for a retry.
+ * A precondition of recording anything for the key, e.g. "the order is the caller's": it is evaluated in
+ * the claim's own statement (no round trip of its own), and a request that fails it is refused with
+ * `otherwise()` before anything is written, not even the claim. Without an Idempotency-Key nothing is
+ * recorded and requirements are not evaluated: the work must refuse such a request on its own as well.
  */
-export async function withIdempotency(
+export interface Requirement {
+  readonly holds: (sql: Sql) => Condition;
+  readonly otherwise: () => AppError;
+}
+
+/**
+ * A reply whose work ends with a write still to be sent (made with `sql`, not awaited): withIdempotency
+ * sends the key's completion beside it on the same connection, so both share one round trip. The reply
+ * counts as given only once the write succeeded too; if the write fails, the request fails (with that
+ * error) even if the reply was stored meanwhile, and a retry with the key then gets the stored reply.
+ */
+export class ReplyWithWrite {
+  constructor(readonly body: unknown, readonly lastWrite: PromiseLike<unknown>) {}
+}
+
+interface ClaimResult {
+  refused: number | null;
+  claim_id: number | null;
+  claimed_at: string | null;
+  stored_request_hash: string | null;
+  stored_status: string | null;
+  stored_response_status: number | null;
+  stored_response_body: unknown;
+}
+
+/** `array[(c1), (c2), …]::boolean[]`, the requirements in order. */
+function requirementArray(sql: Sql, requirements: readonly Requirement[]): Condition {
+  if (requirements.length === 0) return sql`'{}'::boolean[]`;
+  const items = requirements.map((requirement, index) =>
+    index === 0 ? sql`(${requirement.holds(sql)})` : sql`, (${requirement.holds(sql)})`
+  );
+  return sql`array[${items}]::boolean[]`;
+}
+
+/**
+ * Runs `work` at most once per (user, route, key). `work` returns the JSON body of a 200 (or a
+ * ReplyWithWrite); an AppError it throws with a final 4xx status is stored like a reply, anything else
+ * leaves the key free for a retry.
+ */
+export async function withIdempotency<Prefetched = undefined>(
   sql: Sql,
-  scope: IdempotencyScope,
-  work: () => Promise<unknown>,
+  scope: IdempotencyScope<Prefetched>,
+  work: (prefetched: Prefetched) => Promise<unknown>,
   timing: ClaimTiming = defaultClaimTiming,
 ): Promise<StoredReply> {
-  if (scope.key === null) return { status: 200, body: await work(), replayed: false };
+  const prefetch = scope.prefetch ?? (() => Promise.resolve(undefined as Prefetched));
+  if (scope.key === null) {
+    const result = await work(await prefetch(sql));
+    if (!(result instanceof ReplyWithWrite)) return { status: 200, body: result, replayed: false };
+    await result.lastWrite;
+    return { status: 200, body: result.body, replayed: false };
+  }
   const requestHash = await sha256Hex(canonicalJson(scope.request));
   await deliverPendingReleases(sql);
 
-  // created_at travels as text both ways (`::text::timestamptz` below): a JS Date would drop its microseconds
-  const [claimed] = await sql<(Pick<Row<"idempotency_keys">, "id"> & { claimed_at: string })[]>`
-    insert into public.idempotency_keys (user_id, route, key, request_hash, status, locked_until)
-    values (${scope.userId}, ${scope.route}, ${scope.key}, ${requestHash}, 'in_progress',
-            now() + make_interval(secs => ${timing.leaseMs / 1000}))
-    on conflict (user_id, route, key) do update set
-      request_hash = excluded.request_hash, status = 'in_progress', locked_until = excluded.locked_until,
-      response_status = null, response_body = null, created_at = now(), completed_at = null,
-      expires_at = now() + interval '24 hours'
-    where idempotency_keys.expires_at < now()
-       or (idempotency_keys.status = 'in_progress' and idempotency_keys.locked_until < now()
-           and idempotency_keys.request_hash = excluded.request_hash)
-    returning id, created_at::text as claimed_at`;
+  const requirements = scope.requires ?? [];
+  // both sent at once: pipelined on the connection, one round trip
+  const [claiming, prefetching] = await Promise.allSettled([
+    sql<ClaimResult[]>`
+      select refused, claim_id, claimed_at, stored_request_hash, stored_status, stored_response_status,
+             stored_response_body
+      from private.claim_idempotency_key(${scope.userId}, ${scope.route}, ${scope.key}, ${requestHash},
+                                         ${timing.leaseMs / 1000}, ${requirementArray(sql, requirements)})`,
+    prefetch(sql),
+  ]);
+  if (claiming.status === "rejected") throw claiming.reason;
+  const [claimed] = claiming.value;
+  if (!claimed) throw new Error("claim_idempotency_key returned no row");
+  if (claimed.refused !== null) throw requirements[claimed.refused - 1]!.otherwise();
 
-  if (!claimed) {
-    const [existing] = await sql<
-      Pick<Row<"idempotency_keys">, "request_hash" | "status" | "response_status" | "response_body">[]
-    >`
-      select request_hash, status, response_status, response_body from public.idempotency_keys
-      where user_id = ${scope.userId} and route = ${scope.route} and key = ${scope.key}`;
-    if (!existing) {
+  if (claimed.claim_id === null || claimed.claimed_at === null) {
+    if (claimed.stored_request_hash === null) {
       throw new AppError("request_in_progress", "A request with this Idempotency-Key is in progress");
     }
-    if (existing.request_hash !== requestHash) {
+    if (claimed.stored_request_hash !== requestHash) {
       throw new AppError("idempotency_key_reused", "This Idempotency-Key was used for a different request");
     }
-    if (existing.status !== "completed" || existing.response_status === null) {
+    if (claimed.stored_status !== "completed" || claimed.stored_response_status === null) {
       throw new AppError("request_in_progress", "A request with this Idempotency-Key is in progress");
     }
-    return { status: existing.response_status, body: existing.response_body, replayed: true };
+    return { status: claimed.stored_response_status, body: claimed.stored_response_body, replayed: true };
   }
 
-  const claim: ClaimRef = { id: claimed.id, claimedAt: claimed.claimed_at };
+  const claim: ClaimRef = { id: claimed.claim_id, claimedAt: claimed.claimed_at };
+  if (prefetching.status === "rejected") {
+    await releaseOrRemember(sql, claim);
+    throw prefetching.reason;
+  }
   const stopHeartbeat = startHeartbeat(sql, claim, timing);
   let reply: { status: number; body: unknown };
+  let lastWrite: PromiseLike<unknown> | null = null;
   try {
-    reply = { status: 200, body: await work() };
+    const result = await work(prefetching.value);
+    if (result instanceof ReplyWithWrite) {
+      reply = { status: 200, body: result.body };
+      lastWrite = result.lastWrite;
+    } else {
+      reply = { status: 200, body: result };
+    }
   } catch (error) {
     if (error instanceof AppError && error.status < 500 && !retryableCodes.has(error.code)) {
       reply = errorReply(error);
@@ -203,17 +272,21 @@ export async function withIdempotency(
   } finally {
     stopHeartbeat();
   }
-  try {
-    await sql`
+  // both sent at once: pipelined on the connection, one round trip
+  const [written, stored] = await Promise.allSettled([
+    lastWrite ?? Promise.resolve(),
+    sql`
       update public.idempotency_keys
       set status = 'completed', response_status = ${reply.status},
           response_body = ${sql.json(reply.body as never)}, completed_at = now(), locked_until = null
-      where id = ${claim.id} and created_at = ${claim.claimedAt}::text::timestamptz`;
-  } catch (error) {
+      where id = ${claim.id} and created_at = ${claim.claimedAt}::text::timestamptz`,
+  ]);
+  if (stored.status === "rejected") {
     // the work is done but its reply could not be stored: free the key so a retry is not refused, and
     // let the retry find the done work through the work's own state (the 5xx says "retry")
     await releaseOrRemember(sql, claim);
-    throw error;
+    throw written.status === "rejected" ? written.reason : stored.reason;
   }
+  if (written.status === "rejected") throw written.reason;
   return { ...reply, replayed: false };
 }

@@ -491,8 +491,10 @@ end;
 $$;
 
 -- A verified webhook delivery that names one of PortOne's payments, recorded, applied and finished in one
--- transaction (one call, one commit). The inbox row is inserted first: a concurrent delivery of the same
--- webhook-id waits on it and then finds it finished (a duplicate), so each id is applied once.
+-- transaction (one call, one commit). Deliveries of the same webhook-id are serialized by a transaction-scoped
+-- advisory lock on the id, taken before the inbox is read: a concurrent delivery waits for the first one's
+-- commit and then finds its row finished (a duplicate), so each id is applied once. The inbox row is then
+-- written once, already finished: no interim 'processing' version for anyone to see or index.
 -- delivery: { webhookId, webhookTimestamp, eventType, paymentId, storeId, payload, payloadSha256,
 -- processingMs }; snapshot: the parsed payment, or null when PortOne has no such payment or reports a
 -- status we do not know (then nothing is applied).
@@ -507,29 +509,21 @@ security invoker
 set search_path = ''
 as $$
 declare
-  inbox_id bigint;
   prior_status text;
   result jsonb;
   delivery_status text;
+  -- when the delivery reached us: before PortOne was asked, which took processingMs
+  received timestamptz := now() - make_interval(secs => greatest((delivery ->> 'processingMs')::integer, 0) / 1000.0);
 begin
-  insert into public.webhook_logs
-    (webhook_id, webhook_timestamp, event_type, payment_id, store_id, payload, payload_sha256, status)
-  values
-    (delivery ->> 'webhookId', (delivery ->> 'webhookTimestamp')::timestamptz, delivery ->> 'eventType',
-     delivery ->> 'paymentId', delivery ->> 'storeId', delivery -> 'payload', delivery ->> 'payloadSha256',
-     'processing')
-  on conflict (webhook_id) do nothing
-  returning id into inbox_id;
-  if inbox_id is null then
+  perform pg_advisory_xact_lock(hashtextextended('webhook_logs:' || (delivery ->> 'webhookId'), 0));
+  select w.status into prior_status from public.webhook_logs w where w.webhook_id = delivery ->> 'webhookId';
+  if prior_status in ('processed', 'ignored') then
     update public.webhook_logs w set
       attempts = w.attempts + 1,
-      last_received_at = now(),
+      last_received_at = received,
       payload_conflict = w.payload_conflict or w.payload_sha256 <> delivery ->> 'payloadSha256'
-    where w.webhook_id = delivery ->> 'webhookId'
-    returning w.id, w.status into inbox_id, prior_status;
-    if prior_status in ('processed', 'ignored') then
-      return jsonb_build_object('delivery', 'duplicate');
-    end if;
+    where w.webhook_id = delivery ->> 'webhookId';
+    return jsonb_build_object('delivery', 'duplicate');
   end if;
 
   if snapshot is null then
@@ -541,14 +535,25 @@ begin
       delivery ->> 'webhookId');
   end if;
   delivery_status := case when result ->> 'outcome' = 'not_ours' then 'ignored' else 'processed' end;
-  update public.webhook_logs w set
-    status = delivery_status,
-    last_error = case when delivery_status = 'ignored' then 'unknown_payment' end,
+  insert into public.webhook_logs as w
+    (webhook_id, webhook_timestamp, event_type, payment_id, store_id, payload, payload_sha256, status,
+     last_error, received_at, last_received_at, processed_at, processing_ms)
+  values
+    (delivery ->> 'webhookId', (delivery ->> 'webhookTimestamp')::timestamptz, delivery ->> 'eventType',
+     delivery ->> 'paymentId', delivery ->> 'storeId', delivery -> 'payload', delivery ->> 'payloadSha256',
+     delivery_status, case when delivery_status = 'ignored' then 'unknown_payment' end, received, received,
+     now(), greatest((delivery ->> 'processingMs')::integer, 0))
+  -- an earlier delivery of this id failed, or its isolate died: this one finishes it
+  on conflict (webhook_id) do update set
+    attempts = w.attempts + 1,
+    last_received_at = excluded.last_received_at,
+    payload_conflict = w.payload_conflict or w.payload_sha256 <> excluded.payload_sha256,
+    status = excluded.status,
+    last_error = excluded.last_error,
     lease_token = null,
     lease_expires_at = null,
-    processed_at = now(),
-    processing_ms = greatest((delivery ->> 'processingMs')::integer, 0)
-  where w.id = inbox_id;
+    processed_at = excluded.processed_at,
+    processing_ms = excluded.processing_ms;
   return result || jsonb_build_object('delivery', delivery_status);
 end;
 $$;

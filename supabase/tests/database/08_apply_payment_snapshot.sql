@@ -10,12 +10,13 @@
 --   * settle_cancellation records our cancel's answer and releases the reservation; a refusal never settles
 --     a cancellation PortOne holds;
 --   * receive_payment_webhook records, applies and finishes a delivery once: a redelivery is a duplicate
---     that only counts an attempt; a payment we never prepared is ignored as unknown_payment;
+--     that only counts an attempt; a payment we never prepared is ignored as unknown_payment; a delivery
+--     whose earlier attempt failed is processed and its row finished;
 --   * no API role may execute any of these functions.
 begin;
 set local search_path = public, extensions, tests;
 
-select plan(33);
+select plan(35);
 
 do $$
 declare
@@ -245,6 +246,17 @@ select is(
   'ignored', 'a payment we never prepared is ignored');
 select is((select last_error from public.webhook_logs where webhook_id = 'aps-wh-2'), 'unknown_payment',
   'as unknown_payment');
+
+insert into public.webhook_logs (webhook_id, payload, payload_sha256, status, last_error)
+values ('aps-wh-3', '{}', repeat('a', 64), 'failed', 'portone_unavailable');
+select is(
+  private.receive_payment_webhook(pg_temp.delivery('aps-wh-3', 'aps_payment_00000004'),
+    pg_temp.snapshot('aps_payment_00000004', 'PAID', '2026-11-26T10:00:00Z', 10000, 0), false) ->> 'delivery',
+  'processed', 'a delivery whose earlier attempt failed is processed again');
+select results_eq(
+  $$ select status, attempts, last_error from public.webhook_logs where webhook_id = 'aps-wh-3' $$,
+  $$ values ('processed', 2, null::text) $$,
+  'and its row finished, the attempt counted');
 
 -- 7. no API role may call them ------------------------------------------------------------------------
 select is(

@@ -81,6 +81,10 @@ Deno.test("readConfig() reads secrets for rotation, the LIVE flag, JWKS and per-
     /PORTONE_CHANNEL_KEYS/,
   );
   assert.throws(() => readConfig({ ...minimal, SUPABASE_JWKS: "{}" }), /SUPABASE_JWKS/);
+  // jose builds the key set at the first token; a set it would refuse stops the function at startup instead
+  for (const keys of ["[1]", '{"keys":[null]}', '{"keys":[["kty"]]}']) {
+    assert.throws(() => readConfig({ ...minimal, SUPABASE_JWKS: keys }), /SUPABASE_JWKS must be a JWKS JSON/);
+  }
 });
 
 Deno.test("readConfig(): ALERT_WEBHOOK_URL is optional, must be http(s), and a bad one is not echoed", () => {
@@ -120,4 +124,40 @@ Deno.test("readConfig() reads the data-encryption keyring, newest first, and ref
   for (const bad of [`k1:${btoa("short")}`, `k1:${key("a")},k1:${key("b")}`, `bad id:${key("a")}`, " , "]) {
     assert.throws(() => readConfig({ ...minimal, DATA_ENCRYPTION_KEYS: bad }), /DATA_ENCRYPTION_KEYS/, bad);
   }
+});
+
+Deno.test("readConfig() says what a bad number, choice or URL must be, without echoing the value", () => {
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ PORTONE_TIMEOUT_MS: "99" }, /PORTONE_TIMEOUT_MS must be an integer from 100 to 120000/],
+    [{ PORTONE_TIMEOUT_MS: "1.5" }, /PORTONE_TIMEOUT_MS must be an integer/],
+    [{ DB_POOL_MAX: "" }, /DB_POOL_MAX must be an integer from 1 to 20/],
+    [{ DB_POOL_MAX: "abc" }, /DB_POOL_MAX must be an integer from 1 to 20/],
+    [{ CUSTOMER_CANCEL_POLICY: "maybe" }, /CUSTOMER_CANCEL_POLICY must be one of deny, allow/],
+    [{ SUPABASE_URL: "https:project.supabase.co" }, /SUPABASE_URL must be an http\(s\) URL/],
+    [{ PORTONE_API_BASE: "ftp://api.portone.io" }, /PORTONE_API_BASE must be an http\(s\) URL/],
+    [{ PORTONE_CHANNEL_KEYS: '{"CARD":"  "}' }, /PORTONE_CHANNEL_KEYS must be a JSON object mapping/],
+    [{ PORTONE_CHANNEL_KEYS: '["CARD"]' }, /PORTONE_CHANNEL_KEYS must be a JSON object mapping/],
+    [{ PORTONE_API_SECRET: "   " }, /PORTONE_API_SECRET must not be empty/],
+  ];
+  for (const [override, expected] of cases) {
+    assert.throws(() => readConfig({ ...minimal, ...override }), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, expected);
+      const value = Object.values(override)[0]!.trim();
+      if (value.length > 3) assert.ok(!error.message.includes(value), `echoes ${value}`);
+      return true;
+    }, JSON.stringify(override));
+  }
+  // values are read as before: trimmed keys, numbers from text, URLs kept as written
+  const config = readConfig({
+    ...minimal,
+    PORTONE_STORE_ID: "  store-1 ",
+    PORTONE_TIMEOUT_MS: " 2500 ",
+    PORTONE_CHANNEL_KEYS: '{"CARD":" channel-card "}',
+    SUPABASE_URL: " https://project.supabase.co/ ",
+  });
+  assert.equal(config.portone.storeId, "store-1");
+  assert.equal(config.portone.timeoutMs, 2500);
+  assert.equal(channelKeyFor(config, "CARD"), "channel-card");
+  assert.equal(config.supabase.url, "https://project.supabase.co/");
 });

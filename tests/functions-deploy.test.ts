@@ -136,7 +136,11 @@ for (const name of expectedFunctions) {
     const info = await run(["info", "--json", "--no-lock", "--config", importMap.pathname, entry.pathname]);
     assert.ok(info.ok, info.stderr);
     const graph = JSON.parse(info.stdout) as {
-      modules: { specifier: string; kind?: string; dependencies?: { specifier: string }[] }[];
+      modules: {
+        specifier: string;
+        kind?: string;
+        dependencies?: { specifier: string; code?: { specifier: string }; isDynamic?: boolean }[];
+      }[];
     };
 
     await t.step("local modules stay inside the project root and outside tests/", () => {
@@ -159,7 +163,7 @@ for (const name of expectedFunctions) {
           if (specifier.startsWith(".") || specifier.startsWith("/")) continue;
           if (specifier.startsWith("node:")) continue;
           assert.ok(depsModules.has(module.specifier), `${module.specifier} imports ${specifier}`);
-          assert.match(specifier, /^npm:(@[a-z0-9-]+\/)?[a-z0-9.-]+@\d+\.\d+\.\d+(\/[A-Za-z/]+)?$/);
+          assert.match(specifier, /^npm:(@[a-z0-9-]+\/)?[a-z0-9.-]+@\d+\.\d+\.\d+(\/[A-Za-z_/]+)?$/);
           // one package, one pin: never pinned in both files
           const name = /^npm:(@?[^@]+)@/.exec(specifier)![1]!;
           assert.ok(
@@ -168,6 +172,28 @@ for (const name of expectedFunctions) {
           );
           named.set(name, module.specifier);
         }
+      }
+    });
+
+    await t.step("boots without the PortOne SDK or jose: they load at their first use (cold start)", () => {
+      // the packages a function evaluates before its first request: static, non-type-only imports
+      const byUrl = new Map(graph.modules.map((m) => [m.specifier, m]));
+      const loaded = new Set<string>();
+      const pending = [entry.href];
+      while (pending.length) {
+        const module = byUrl.get(pending.pop()!);
+        for (const dependency of module?.dependencies ?? []) {
+          const target = dependency.code?.specifier;
+          if (!target || dependency.isDynamic || loaded.has(target)) continue;
+          loaded.add(target);
+          if (target.startsWith("file:")) pending.push(target);
+        }
+      }
+      const packages = [...loaded].filter((specifier) => specifier.startsWith("npm:"));
+      assert.ok(packages.some((s) => s.startsWith("npm:postgres@")), `expected postgres among ${packages}`);
+      for (const specifier of packages) {
+        assert.ok(!specifier.startsWith("npm:@portone/"), `${specifier} is loaded at boot`);
+        assert.ok(!specifier.startsWith("npm:jose@"), `${specifier} is loaded at boot`);
       }
     });
 

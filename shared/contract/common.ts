@@ -6,9 +6,7 @@ import { z } from "../infra/deps-client.ts";
 import type { ErrorCode } from "../infra/errors.ts";
 import { paymentStatuses } from "../payments/status.ts";
 
-/** Payment methods a channel can be chosen for (the browser SDK's `payMethod` values). */
-export const payMethods = ["CARD", "EASY_PAY", "VIRTUAL_ACCOUNT", "TRANSFER", "MOBILE"] as const;
-export type PayMethod = (typeof payMethods)[number];
+export { type PayMethod, payMethods } from "./pay-methods.ts";
 
 export const paymentIdSchema = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, "must be a paymentId from prepare");
 

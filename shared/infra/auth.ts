@@ -16,7 +16,7 @@
  * service role (e.g. `auth.admin.updateUserById(id, { app_metadata: { payments_admin: true } })`), so a
  * user cannot grant it to themselves; it lands in the JWT at the next token refresh.
  */
-import { decodeProtectedHeader, jwtVerify } from "./deps.ts";
+import { loadJose } from "./deps.ts";
 import { createKeyResolver } from "./auth-keys.ts";
 import type { Sql } from "./db.ts";
 import { AppError } from "./errors.ts";
@@ -72,6 +72,8 @@ async function claimsFromAuthServer(options: AccessTokenVerifierOptions, token: 
 export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): VerifyAccessToken {
   const keyFor = createKeyResolver({ supabaseUrl: options.supabaseUrl, configured: options.jwks });
   return async (token) => {
+    // jose is loaded by the first token checked (functions that take none never load it)
+    const { decodeProtectedHeader, jwtVerify } = await loadJose();
     let alg: unknown;
     try {
       if (token.split(".").length !== 3) throw new Error("not a compact JWS");

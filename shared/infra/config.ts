@@ -1,42 +1,96 @@
 /**
- * Configuration, read from the environment once and validated with zod. A missing or malformed variable
- * stops the function at startup with a message naming every offending variable, so a misconfigured deploy
- * fails loudly instead of charging or refunding wrongly.
+ * Configuration, read from the environment once and validated. A missing or malformed variable stops the
+ * function at startup with a message naming every offending variable, so a misconfigured deploy fails
+ * loudly instead of charging or refunding wrongly.
+ *
+ * Plain checks rather than a zod schema: this runs at every cold start, and building and compiling a
+ * 25-field object schema cost more than everything else a function does before its first request.
  */
-import { z } from "./deps.ts";
-import { type PayMethod, payMethods } from "../contract/common.ts";
+import { type PayMethod, payMethods } from "../contract/pay-methods.ts";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Payment methods a channel can be chosen for (the browser SDK's `payMethod` values). */
-export { type PayMethod, payMethods } from "../contract/common.ts";
+export { type PayMethod, payMethods } from "../contract/pay-methods.ts";
 
-const nonEmpty = z.string().trim().min(1, "must not be empty");
-const webhookSecret = z.string().regex(/^whsec_[A-Za-z0-9+/=]{16,}$/, "must look like whsec_<base64>");
-const postgresUrl = z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL");
-const jwks = z.string().transform((text, ctx) => {
+/** Why a set variable was refused (the message follows the variable's name). */
+class Invalid extends Error {}
+
+/** Reads one set variable (its raw text) or throws Invalid. */
+type Reader<T> = (raw: string) => T;
+
+const nonEmpty: Reader<string> = (raw) => {
+  const text = raw.trim();
+  if (text.length === 0) throw new Invalid("must not be empty");
+  return text;
+};
+const matching = (pattern: RegExp, message: string): Reader<string> => (raw) => {
+  if (!pattern.test(raw)) throw new Invalid(message);
+  return raw;
+};
+const atLeast32: Reader<string> = (raw) => {
+  if (raw.length < 32) throw new Invalid("must be at least 32 characters");
+  return raw;
+};
+const anyText: Reader<string> = (raw) => raw;
+const webhookSecret = matching(/^whsec_[A-Za-z0-9+/=]{16,}$/, "must look like whsec_<base64>");
+const postgresUrl = matching(/^postgres(ql)?:\/\//, "must be a postgres:// URL");
+
+/** An absolute http(s) URL (`http:host` without `//` is refused: URL would quietly read it as a host). */
+const httpUrl: Reader<string> = (raw) => {
+  const text = raw.trim();
+  const url = /^https?:\/\//i.test(text) ? URL.parse(text) : null;
+  if (!url || !/^https?:$/.test(url.protocol)) throw new Invalid("must be an http(s) URL");
+  return text.replace(/[\t\n\r]/g, "");
+};
+const integer = (min: number, max: number): Reader<number> => (raw) => {
+  const value = raw.trim() === "" ? NaN : Number(raw);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new Invalid(`must be an integer from ${min} to ${max}`);
+  }
+  return value;
+};
+const oneOf = <const T extends string>(values: readonly T[]): Reader<T> => (raw) => {
+  if (!(values as readonly string[]).includes(raw)) throw new Invalid(`must be one of ${values.join(", ")}`);
+  return raw as T;
+};
+
+const jwks: Reader<{ keys: JsonWebKey[] }> = (text) => {
   try {
     const parsed = JSON.parse(text) as unknown;
     const keys = Array.isArray(parsed) ? parsed : (parsed as { keys?: unknown })?.keys;
-    if (!Array.isArray(keys)) throw new Error("no keys");
+    // jose refuses a key set whose keys are not all objects; it is built at the first token, so refuse here
+    if (
+      !Array.isArray(keys) ||
+      !keys.every((key) => key !== null && typeof key === "object" && !Array.isArray(key))
+    ) {
+      throw new Error("no keys");
+    }
     // symmetric (oct) keys cannot verify asymmetric tokens and must never be used as public keys
     return { keys: keys.filter((key) => (key as { kty?: string })?.kty !== "oct") as JsonWebKey[] };
   } catch {
-    ctx.addIssue({ code: "custom", message: 'must be a JWKS JSON ({"keys": [...]}) or an array of JWKs' });
-    return z.NEVER;
+    throw new Invalid('must be a JWKS JSON ({"keys": [...]}) or an array of JWKs');
   }
-});
-const channelKeyMap = z.string().transform((text, ctx) => {
+};
+
+const channelKeyMap: Reader<Partial<Record<PayMethod, string>>> = (text) => {
+  const refuse = () => new Invalid(`must be a JSON object mapping ${payMethods.join("/")} to channel keys`);
+  let parsed: unknown;
   try {
-    return z.partialRecord(z.enum(payMethods), nonEmpty).parse(JSON.parse(text));
+    parsed = JSON.parse(text);
   } catch {
-    ctx.addIssue({
-      code: "custom",
-      message: `must be a JSON object mapping ${payMethods.join("/")} to channel keys`,
-    });
-    return z.NEVER;
+    throw refuse();
   }
-});
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw refuse();
+  const keys: Partial<Record<PayMethod, string>> = {};
+  for (const [method, key] of Object.entries(parsed)) {
+    if (!(payMethods as readonly string[]).includes(method) || typeof key !== "string" || !key.trim()) {
+      throw refuse();
+    }
+    keys[method as PayMethod] = key.trim();
+  }
+  return keys;
+};
 
 /** One data-encryption key: `id:base64` of 32 random bytes (AES-256-GCM). */
 const keyIdPattern = /^[A-Za-z0-9_-]{1,32}$/;
@@ -47,53 +101,80 @@ function decodeBase64(text: string): Uint8Array | null {
     return null;
   }
 }
-const keyring = z.string().transform((text, ctx) => {
+const keyring: Reader<{ id: string; key: Uint8Array }[]> = (text) => {
   const keys: { id: string; key: Uint8Array }[] = [];
   for (const entry of text.split(",").map((e) => e.trim()).filter((e) => e.length > 0)) {
     const [id = "", encoded = ""] = entry.split(":", 2);
     const key = decodeBase64(encoded);
     if (!keyIdPattern.test(id) || key?.length !== 32 || keys.some((k) => k.id === id)) {
-      ctx.addIssue({
-        code: "custom",
-        message: "must be `id:base64,...` with unique ids ([A-Za-z0-9_-]) and 32-byte keys, newest first",
-      });
-      return z.NEVER;
+      throw new Invalid(
+        "must be `id:base64,...` with unique ids ([A-Za-z0-9_-]) and 32-byte keys, newest first",
+      );
     }
     keys.push({ id, key });
   }
-  if (keys.length === 0) {
-    ctx.addIssue({ code: "custom", message: "must name at least one key" });
-    return z.NEVER;
-  }
+  if (keys.length === 0) throw new Invalid("must name at least one key");
   return keys;
-});
+};
 
-const envSchema = z.object({
-  PORTONE_API_SECRET: nonEmpty,
-  PORTONE_STORE_ID: nonEmpty,
-  PORTONE_CHANNEL_KEY: nonEmpty,
-  PORTONE_CHANNEL_KEYS: channelKeyMap.optional(),
-  PORTONE_API_BASE: z.url({ protocol: /^https?$/ }).default("https://api.portone.io"),
-  PORTONE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(15_000),
-  PORTONE_WEBHOOK_SECRET: webhookSecret.optional(),
-  PORTONE_WEBHOOK_SECRET_PREVIOUS: webhookSecret.optional(),
-  PORTONE_STORE_MODE: z.enum(["live", "test"]).default("live"),
-  PORTONE_BILLING_CHANNEL_KEY: nonEmpty.optional(),
-  DATA_ENCRYPTION_KEYS: keyring.optional(),
-  IDENTITY_MAX_AGE_SECONDS: z.coerce.number().int().min(30).max(86_400).default(600),
-  SUPABASE_URL: z.url({ protocol: /^https?$/ }),
-  SUPABASE_ANON_KEY: z.string().optional(),
-  SUPABASE_PUBLISHABLE_KEYS: z.string().optional(),
-  SUPABASE_JWKS: jwks.optional(),
-  SUPABASE_DB_URL: postgresUrl.optional(),
-  DATABASE_URL: postgresUrl.optional(),
-  DB_POOL_MAX: z.coerce.number().int().min(1).max(20).default(1),
-  DB_PREPARE: z.enum(["auto", "true", "false"]).default("auto"),
-  IDENTITY_CI_PEPPER: z.string().min(32, "must be at least 32 characters").optional(),
-  CUSTOMER_CANCEL_POLICY: z.enum(["deny", "allow"]).default("deny"),
-  RECONCILE_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
-  ALERT_WEBHOOK_URL: z.url({ protocol: /^https?$/ }).optional(),
-});
+/** How each variable is read: required, optional (undefined when unset) or with a default. */
+const required = <T>(read: Reader<T>) => ({ read, unset: "missing" as const });
+const optional = <T>(read: Reader<T>) => ({ read, unset: "undefined" as const });
+const withDefault = <T>(read: Reader<T>, fallback: T) => ({ read, unset: "default" as const, fallback });
+
+const variables = {
+  PORTONE_API_SECRET: required(nonEmpty),
+  PORTONE_STORE_ID: required(nonEmpty),
+  PORTONE_CHANNEL_KEY: required(nonEmpty),
+  PORTONE_CHANNEL_KEYS: optional(channelKeyMap),
+  PORTONE_API_BASE: withDefault(httpUrl, "https://api.portone.io"),
+  PORTONE_TIMEOUT_MS: withDefault(integer(100, 120_000), 15_000),
+  PORTONE_WEBHOOK_SECRET: optional(webhookSecret),
+  PORTONE_WEBHOOK_SECRET_PREVIOUS: optional(webhookSecret),
+  PORTONE_STORE_MODE: withDefault(oneOf(["live", "test"]), "live"),
+  PORTONE_BILLING_CHANNEL_KEY: optional(nonEmpty),
+  DATA_ENCRYPTION_KEYS: optional(keyring),
+  IDENTITY_MAX_AGE_SECONDS: withDefault(integer(30, 86_400), 600),
+  SUPABASE_URL: required(httpUrl),
+  SUPABASE_ANON_KEY: optional(anyText),
+  SUPABASE_PUBLISHABLE_KEYS: optional(anyText),
+  SUPABASE_JWKS: optional(jwks),
+  SUPABASE_DB_URL: optional(postgresUrl),
+  DATABASE_URL: optional(postgresUrl),
+  DB_POOL_MAX: withDefault(integer(1, 20), 1),
+  DB_PREPARE: withDefault(oneOf(["auto", "true", "false"]), "auto"),
+  IDENTITY_CI_PEPPER: optional(atLeast32),
+  CUSTOMER_CANCEL_POLICY: withDefault(oneOf(["deny", "allow"]), "deny"),
+  RECONCILE_SECRET: optional(atLeast32),
+  ALERT_WEBHOOK_URL: optional(httpUrl),
+};
+
+type Variables = typeof variables;
+type Values = {
+  -readonly [K in keyof Variables]: Variables[K] extends { read: Reader<infer T>; unset: infer U }
+    ? U extends "undefined" ? T | undefined : T
+    : never;
+};
+
+/** Every variable read; each problem names its variable (a bad value's text is never echoed: it may be a secret). */
+function readVariables(env: Env, problems: { variable: string; message: string }[]): Values {
+  const values: Record<string, unknown> = {};
+  for (const [variable, spec] of Object.entries(variables)) {
+    const raw = env[variable];
+    if (raw === undefined) {
+      if (spec.unset === "missing") problems.push({ variable, message: "is missing" });
+      else values[variable] = "fallback" in spec ? spec.fallback : undefined;
+      continue;
+    }
+    try {
+      values[variable] = spec.read(raw);
+    } catch (error) {
+      if (!(error instanceof Invalid)) throw error;
+      problems.push({ variable, message: error.message });
+    }
+  }
+  return values as Values;
+}
 
 export interface Config {
   readonly portone: {
@@ -159,15 +240,9 @@ function firstPublishableKey(json: string | undefined): string | undefined {
 export type ConfigNeed = "webhook" | "identity" | "reconcile" | "encryption";
 
 export function readConfig(env: Env, needs: readonly ConfigNeed[] = []): Config {
-  const result = envSchema.safeParse(env);
   const problems: { variable: string; message: string }[] = [];
-  if (!result.success) {
-    for (const issue of result.error.issues) {
-      const variable = String(issue.path[0] ?? "environment");
-      problems.push({ variable, message: env[variable] === undefined ? "is missing" : issue.message });
-    }
-  }
-  const values = result.success ? result.data : undefined;
+  const read = readVariables(env, problems);
+  const values = problems.length === 0 ? read : undefined;
   if (values && !values.DATABASE_URL && !values.SUPABASE_DB_URL) {
     problems.push({ variable: "SUPABASE_DB_URL", message: "is missing (or set DATABASE_URL)" });
   }

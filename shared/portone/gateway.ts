@@ -4,22 +4,22 @@
  * `data.type`: the caller decides what it means) or an `AppError` (`portone_unavailable`, retryable, when
  * the outcome is unknown: network errors, timeouts, non-JSON bodies, undocumented 5xx).
  *
+ * The SDK's API clients are loaded by the first call, not at boot: a request that is refused before it
+ * reaches PortOne (auth, validation, a bad webhook signature) never pays for them.
+ *
  * The SDK reads `fetch` from globalThis on every call and accepts no headers or signal, so calls run inside
  * an AsyncLocalStorage context that a fetch hook reads: requests to the PortOne origin made within a call
  * get its AbortSignal and Idempotency-Key. Nothing else is touched.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import {
-  BillingKeyError,
-  IdentityVerificationClient,
-  IdentityVerificationError,
-  PaymentClient,
-  PaymentError,
+  loadPortOneClients,
+  loadPortOneWebhook,
   type PortOneBillingKey,
   type PortOneCommon,
   type PortOneIdentityVerification,
   type PortOnePayment,
-  PortOneWebhook,
+  type PortOneWebhook,
 } from "../infra/deps.ts";
 import { AppError } from "../infra/errors.ts";
 import { log } from "../infra/log.ts";
@@ -31,16 +31,38 @@ export type BillingKeyInfo = PortOneBillingKey.BillingKeyInfo;
 export type IdentityVerification = PortOneIdentityVerification.IdentityVerification;
 export type Bank = PortOneCommon.Bank;
 export type Currency = PortOneCommon.Currency;
-export const { verify: verifyWebhookSignature, WebhookVerificationError } = PortOneWebhook;
+
+/** The SDK's webhook module, loaded by the first signature check (only the webhook function makes any). */
+let webhookModule: typeof PortOneWebhook | undefined;
+
+/** The SDK's Standard Webhooks check: the parsed body, or a WebhookVerificationError (SyntaxError: not JSON). */
+export async function verifyWebhookSignature(
+  ...args: Parameters<typeof PortOneWebhook.verify>
+): ReturnType<typeof PortOneWebhook.verify> {
+  webhookModule ??= await loadPortOneWebhook();
+  return await webhookModule.verify(...args);
+}
+
+/**
+ * `error instanceof WebhookVerificationError` as with the SDK's class, without loading the SDK for it:
+ * before the first check nothing can be an instance.
+ */
+export const WebhookVerificationError = {
+  [Symbol.hasInstance](value: unknown): value is PortOneWebhook.WebhookVerificationError {
+    return webhookModule !== undefined && value instanceof webhookModule.WebhookVerificationError;
+  },
+};
+
+type PortOneClients = Awaited<ReturnType<typeof loadPortOneClients>>;
 
 /**
  * What the SDK throws when PortOne answered with an error body: the base class of each API group we call
  * (the common RestError is exported only by the SDK's root module, which we do not load). A call into
  * another API group adds that group's error class here.
  */
-function isRestError(error: unknown): error is { data?: unknown } {
-  return error instanceof PaymentError || error instanceof BillingKeyError ||
-    error instanceof IdentityVerificationError;
+function isRestError(sdk: PortOneClients, error: unknown): error is { data?: unknown } {
+  return error instanceof sdk.PaymentError || error instanceof sdk.BillingKeyError ||
+    error instanceof sdk.IdentityVerificationError;
 }
 
 /** PortOne answered, with one of its documented refusal types (`data.type`). */
@@ -133,8 +155,8 @@ function installFetchHook(): void {
   };
 }
 
-function translate(operation: string, error: unknown): never {
-  if (isRestError(error)) {
+function translate(sdk: PortOneClients, operation: string, error: unknown): never {
+  if (isRestError(sdk, error)) {
     const data = (error.data ?? {}) as { type?: unknown };
     if (typeof data.type === "string" && documentedRefusals.has(data.type)) {
       if (data.type === "UNAUTHORIZED" || data.type === "FORBIDDEN") {
@@ -188,79 +210,104 @@ export interface PayWithBillingKeyInput {
   readonly idempotencyKey: string;
 }
 
+interface BoundClients {
+  readonly sdk: PortOneClients;
+  readonly payments: ReturnType<PortOneClients["PaymentClient"]>;
+  readonly identity: ReturnType<PortOneClients["IdentityVerificationClient"]>;
+}
+
 /** Every PortOne call our functions make, bound to one store, with timeouts and error translation. */
 export function createPortOneGateway(options: PortOneGatewayOptions) {
   installFetchHook();
   const origin = new URL(options.apiBase).origin;
   const init = { secret: options.apiSecret, baseUrl: origin, storeId: options.storeId };
-  const payments = PaymentClient(init);
-  const identity = IdentityVerificationClient(init);
   const storeId = options.storeId;
+  let clients: Promise<BoundClients> | undefined;
 
   async function call<T>(
     operation: string,
     idempotencyKey: string | undefined,
-    run: () => Promise<T>,
+    run: (api: BoundClients) => Promise<T>,
   ): Promise<T> {
+    // loaded by the first call (the module loader keeps them for the isolate); a failed load is retried
+    clients ??= loadPortOneClients().then((sdk) => ({
+      sdk,
+      payments: sdk.PaymentClient(init),
+      identity: sdk.IdentityVerificationClient(init),
+    })).catch((error) => {
+      clients = undefined;
+      throw error;
+    });
+    const api = await clients;
+    // the timeout starts once the clients are loaded: it bounds PortOne's answer, not our boot
     const signal = AbortSignal.timeout(options.timeoutMs);
     try {
-      return await callContext.run({ origin, signal, idempotencyKey }, run);
+      return await callContext.run({ origin, signal, idempotencyKey }, () => run(api));
     } catch (error) {
-      translate(operation, error);
+      translate(api.sdk, operation, error);
     }
   }
 
   return {
     storeId,
     getPayment: (paymentId: string): Promise<Payment> =>
-      call("getPayment", undefined, () => payments.getPayment({ paymentId, storeId })),
+      call("getPayment", undefined, ({ payments }) => payments.getPayment({ paymentId, storeId })),
     preRegisterPayment: (
       input: { paymentId: string; totalAmount: number; taxFreeAmount: number; currency: Currency },
-    ) => call("preRegisterPayment", undefined, () => payments.preRegisterPayment({ ...input, storeId })),
+    ) =>
+      call(
+        "preRegisterPayment",
+        undefined,
+        ({ payments }) => payments.preRegisterPayment({ ...input, storeId }),
+      ),
     cancelPayment: ({ idempotencyKey, ...input }: CancelPaymentInput): Promise<PaymentCancellation> =>
       call(
         "cancelPayment",
         idempotencyKey,
-        async () => (await payments.cancelPayment({ ...input, storeId })).cancellation,
+        async ({ payments }) => (await payments.cancelPayment({ ...input, storeId })).cancellation,
       ),
     payWithBillingKey: ({ idempotencyKey, customerId, ...input }: PayWithBillingKeyInput) =>
       call(
         "payWithBillingKey",
         idempotencyKey,
-        () => payments.payWithBillingKey({ ...input, storeId, customer: { id: customerId } }),
+        ({ payments }) => payments.payWithBillingKey({ ...input, storeId, customer: { id: customerId } }),
       ),
     getBillingKeyInfo: (billingKey: string): Promise<BillingKeyInfo> =>
       call(
         "getBillingKeyInfo",
         undefined,
-        () => payments.billingKey.getBillingKeyInfo({ billingKey, storeId }),
+        ({ payments }) => payments.billingKey.getBillingKeyInfo({ billingKey, storeId }),
       ),
     deleteBillingKey: (billingKey: string, reason: string, requester: "CUSTOMER" | "ADMIN") =>
       call(
         "deleteBillingKey",
         undefined,
-        () => payments.billingKey.deleteBillingKey({ billingKey, storeId, reason, requester }),
+        ({ payments }) => payments.billingKey.deleteBillingKey({ billingKey, storeId, reason, requester }),
       ),
     getIdentityVerification: (identityVerificationId: string): Promise<IdentityVerification> =>
       call(
         "getIdentityVerification",
         undefined,
-        () => identity.getIdentityVerification({ identityVerificationId, storeId }),
+        ({ identity }) => identity.getIdentityVerification({ identityVerificationId, storeId }),
       ),
     getPaymentsByCursor: (input: { from?: string; until?: string; cursor?: string; size?: number }) =>
-      call("getAllPaymentsByCursor", undefined, () => payments.getAllPaymentsByCursor({ ...input, storeId })),
+      call(
+        "getAllPaymentsByCursor",
+        undefined,
+        ({ payments }) => payments.getAllPaymentsByCursor({ ...input, storeId }),
+      ),
     /** PortOne's log of money events (paid, cancelled), oldest first; our store only. */
     getPaymentEventsByCursor: (input: { from?: string; until?: string; cursor?: string; size?: number }) =>
       call(
         "getAllPaymentEventsByCursor",
         undefined,
-        () => payments.getAllPaymentEventsByCursor({ ...input, storeId }),
+        ({ payments }) => payments.getAllPaymentEventsByCursor({ ...input, storeId }),
       ),
     resendWebhook: (paymentId: string, webhookId?: string) =>
       call(
         "resendWebhook",
         undefined,
-        () =>
+        ({ payments }) =>
           payments.resendWebhook(
             webhookId === undefined ? { paymentId, storeId } : { paymentId, storeId, webhookId },
           ),

@@ -7,7 +7,8 @@
 -- A webhook delivery of a payment is recorded, applied and finished in the same single call.
 -- Touches: functions private.payment_status_rank, private.payment_can_transition,
 -- private.snapshot_is_newer, private.snapshot_mismatches, private.payment_view,
--- private.record_cancellation_settlement, private.settle_cancellation, private.apply_payment_snapshot,
+-- private.record_cancellation_settlement, private.refuse_unacknowledged_cancellations,
+-- private.settle_cancellation, private.apply_payment_snapshot,
 -- private.receive_payment_webhook.
 
 -- How far along a payment is; two snapshots of the same instant are ordered by it (mirrors statusRank).
@@ -181,6 +182,40 @@ as $$
       'reason', reason
     )
   )
+$$;
+
+-- Settles FAILED, as PortOne refuses them, our cancel requests it never acknowledged (no PortOne id) that
+-- can no longer succeed: those sent with a currentCancellableAmount above `balance`, or all of them when
+-- balance is null. Each gets its audit event; returns their ids.
+create or replace function private.refuse_unacknowledged_cancellations(
+  payment_id text,
+  source text,
+  balance bigint
+)
+returns uuid[]
+language plpgsql
+security invoker
+set search_path = ''
+as $$
+declare
+  refused uuid[];
+begin
+  with failed as (
+    update public.payment_cancellations c
+    set status = 'FAILED', failure_reason = 'CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN', settled_at = now()
+    where c.payment_id = refuse_unacknowledged_cancellations.payment_id and c.status = 'REQUESTED'
+      and c.portone_cancellation_id is null
+      and (balance is null or coalesce(c.current_cancellable_amount, c.amount) > balance)
+    returning c.id
+  )
+  select coalesce(array_agg(failed.id), '{}') into refused from failed;
+  for i in 1 .. cardinality(refused) loop
+    perform private.record_cancellation_settlement(refuse_unacknowledged_cancellations.payment_id,
+      refuse_unacknowledged_cancellations.source, refused[i], 'FAILED', null,
+      'CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN');
+  end loop;
+  return refused;
+end;
 $$;
 
 -- Records PortOne's answer to one of our cancel requests under the payment's row lock and releases what is
@@ -370,19 +405,8 @@ begin
   end loop;
 
   -- our requests PortOne never acknowledged that its balance can no longer carry
-  with failed as (
-    update public.payment_cancellations c
-    set status = 'FAILED', failure_reason = 'CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN', settled_at = now()
-    where c.payment_id = target and c.status = 'REQUESTED' and c.portone_cancellation_id is null
-      and coalesce(c.current_cancellable_amount, c.amount) > freshest
-    returning c.id
-  )
-  select coalesce(array_agg(failed.id), '{}') into unreachable from failed;
-  for i in 1 .. coalesce(array_length(unreachable, 1), 0) loop
-    settled := settled + 1;
-    perform private.record_cancellation_settlement(target, sync_source, unreachable[i], 'FAILED', null,
-      'CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN');
-  end loop;
+  unreachable := private.refuse_unacknowledged_cancellations(target, sync_source, freshest);
+  settled := settled + cardinality(unreachable);
 
   select coalesce(sum(c.amount), 0) into reserved
   from public.payment_cancellations c where c.payment_id = target and c.status = 'REQUESTED';
@@ -390,18 +414,8 @@ begin
     -- Our request fits the balance but not beside cancellations PortOne itself holds: it could succeed
     -- only if one of those failed first. It cannot stay reserved (reserved ≤ cancellable), so it is refused
     -- here as PortOne refuses it now; performed after all, a later sync records it like a console refund.
-    with failed as (
-      update public.payment_cancellations c
-      set status = 'FAILED', failure_reason = 'CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN', settled_at = now()
-      where c.payment_id = target and c.status = 'REQUESTED' and c.portone_cancellation_id is null
-      returning c.id
-    )
-    select coalesce(array_agg(failed.id), '{}') into crowded from failed;
-    for i in 1 .. coalesce(array_length(crowded, 1), 0) loop
-      settled := settled + 1;
-      perform private.record_cancellation_settlement(target, sync_source, crowded[i], 'FAILED', null,
-        'CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN');
-    end loop;
+    crowded := private.refuse_unacknowledged_cancellations(target, sync_source, null);
+    settled := settled + cardinality(crowded);
     select coalesce(sum(c.amount), 0) into reserved
     from public.payment_cancellations c where c.payment_id = target and c.status = 'REQUESTED';
   end if;
@@ -568,6 +582,8 @@ revoke all on function private.payment_view(text) from public, anon, authenticat
 revoke all on function private.record_cancellation_settlement(text, text, uuid, text, text, text)
   from public, anon, authenticated, service_role;
 revoke all on function private.settle_cancellation(uuid, jsonb) from public, anon, authenticated, service_role;
+revoke all on function private.refuse_unacknowledged_cancellations(text, text, bigint)
+  from public, anon, authenticated, service_role;
 revoke all on function private.apply_payment_snapshot(jsonb, text, boolean, text, jsonb)
   from public, anon, authenticated, service_role;
 revoke all on function private.receive_payment_webhook(jsonb, jsonb, boolean)

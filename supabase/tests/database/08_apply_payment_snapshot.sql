@@ -264,8 +264,8 @@ select is(
    cross join (values ('anon'), ('authenticated'), ('service_role')) r(role)
    where n.nspname = 'private'
      and p.proname in ('payment_status_rank', 'payment_can_transition', 'snapshot_is_newer', 'snapshot_mismatches',
-                       'payment_view', 'record_cancellation_settlement', 'settle_cancellation',
-                       'apply_payment_snapshot', 'receive_payment_webhook')
+                       'payment_view', 'record_cancellation_settlement', 'refuse_unacknowledged_cancellations',
+                       'settle_cancellation', 'apply_payment_snapshot', 'receive_payment_webhook')
      and has_function_privilege(r.role, p.oid, 'execute')),
   0, 'no API role may execute the apply or its parts');
 

@@ -43,15 +43,10 @@ export async function verifyWebhookSignature(
   return await webhookModule.verify(...args);
 }
 
-/**
- * `error instanceof WebhookVerificationError` as with the SDK's class, without loading the SDK for it:
- * before the first check nothing can be an instance.
- */
-export const WebhookVerificationError = {
-  [Symbol.hasInstance](value: unknown): value is PortOneWebhook.WebhookVerificationError {
-    return webhookModule !== undefined && value instanceof webhookModule.WebhookVerificationError;
-  },
-};
+/** Is this the SDK's signature refusal? Asked without loading the SDK: before the first check nothing is. */
+export function isWebhookVerificationError(error: unknown): error is PortOneWebhook.WebhookVerificationError {
+  return webhookModule !== undefined && error instanceof webhookModule.WebhookVerificationError;
+}
 
 type PortOneClients = Awaited<ReturnType<typeof loadPortOneClients>>;
 

@@ -19,7 +19,7 @@ import { AppError } from "../infra/errors.ts";
 import { defineFunction, type EdgeFunction, json, readBodyText } from "../infra/http.ts";
 import { sha256Hex } from "../infra/crypto.ts";
 import { log } from "../infra/log.ts";
-import { verifyWebhookSignature, WebhookVerificationError } from "../portone/gateway.ts";
+import { isWebhookVerificationError, verifyWebhookSignature } from "../portone/gateway.ts";
 import type { AppDeps } from "../infra/runtime.ts";
 import { type FetchedPayment, fetchPayment, syncResultOf } from "../payments/sync.ts";
 import { syncBillingKey } from "../billing/keys.ts";
@@ -69,7 +69,7 @@ async function verify(
     } catch (error) {
       if (error instanceof SyntaxError) return "not_json";
       // anything but a verification failure (e.g. a malformed secret) is our misconfiguration: 500
-      if (!(error instanceof WebhookVerificationError)) throw error;
+      if (!isWebhookVerificationError(error)) throw error;
       reason = error.reason;
     }
   }

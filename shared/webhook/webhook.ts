@@ -12,8 +12,8 @@
  * payments we never prepared), redeliveries of processed ids, and deliveries we can neither parse nor store
  * (not JSON, not an object, U+0000 or unpaired surrogates, absurd nesting, a webhook-id over 256
  * characters), which are recorded by hash as `malformed` and logged once: retrying them cannot help;
- * 409 while another delivery of the same id is still being processed; 5xx for our own failures (PortOne
- * or the database unreachable during processing) so PortOne retries.
+ * 409 while another delivery of the same id (a billing-key event) is still being processed; 5xx for our
+ * own failures (PortOne or the database unreachable during processing) so PortOne retries.
  */
 import { AppError } from "../infra/errors.ts";
 import { defineFunction, type EdgeFunction, json, readBodyText } from "../infra/http.ts";
@@ -24,7 +24,19 @@ import type { AppDeps } from "../infra/runtime.ts";
 import { type FetchedPayment, fetchPayment, syncResultOf } from "../payments/sync.ts";
 import { syncBillingKey } from "../billing/keys.ts";
 import { classify, type Delivery, truncate, type VerifiedEvent } from "./formats.ts";
-import type { Row } from "../infra/rows.ts";
+import {
+  finish,
+  type InboxFields,
+  inboxFields,
+  type InboxRow,
+  readStatus,
+  recordDelivery,
+  recordFailedDelivery,
+  recordUnprocessable,
+  stringField,
+  tryClaim,
+  type WebhookOutcome,
+} from "./inbox.ts";
 
 /** Transaction events: each one means "re-fetch this payment". */
 const transactionTypes = new Set([
@@ -44,14 +56,8 @@ const billingKeyTypes = new Set([
   "BillingKey.Failed",
 ]);
 
-/** How long one delivery may process before another delivery of the same id may take over. */
-const leaseSeconds = 60;
 /** How long a concurrent duplicate waits for the first delivery to finish before answering 409. */
 const duplicateWaitMs = 5_000;
-
-export type WebhookOutcome = "processed" | "ignored";
-
-type InboxRow = Pick<Row<"webhook_logs">, "id" | "status" | "lease_token">;
 
 /**
  * Verifies with the current secret, then the previous one (rotation); returns the parsed body, or
@@ -85,122 +91,6 @@ async function verify(
   throw new AppError("invalid_signature", "Webhook signature verification failed");
 }
 
-function stringField(data: Record<string, unknown>, key: string): string | null {
-  const value = data[key];
-  return typeof value === "string" && value.length > 0 ? value : null;
-}
-
-/** The `webhook-timestamp` header as the SDK read it (integer seconds), or null. */
-function timestampOf(header: string | undefined): string | null {
-  const seconds = Number.parseInt(header ?? "", 10);
-  return Number.isSafeInteger(seconds) && Math.abs(seconds) < 1e11
-    ? new Date(seconds * 1000).toISOString()
-    : null;
-}
-
-/**
- * Records a delivery we will not process (malformed or in an unsupported format), finished at once, keyed
- * by its webhook-id (or that id's hash when it cannot be stored); redeliveries only count attempts.
- * Returns whether this was the first delivery of the id.
- */
-async function recordUnprocessable(
-  deps: AppDeps,
-  webhookId: string,
-  delivery: Exclude<Delivery, { kind: "event" }>,
-  payload: unknown,
-  rawBody: string,
-  timestamp: string | undefined,
-): Promise<boolean> {
-  const payloadJson = JSON.stringify(payload);
-  const bodyHash = await sha256Hex(rawBody);
-  const [row] = await deps.sql<{ inserted: boolean }[]>`
-    insert into public.webhook_logs as w
-      (webhook_id, webhook_timestamp, payload, payload_sha256, status, last_error, processed_at, processing_ms)
-    values
-      (${webhookId}, ${timestampOf(timestamp)}, ${payloadJson}::jsonb, ${bodyHash},
-       ${delivery.kind}, ${delivery.reason}, now(), 0)
-    on conflict (webhook_id) do update set
-      attempts = w.attempts + 1,
-      last_received_at = now(),
-      payload_conflict = w.payload_conflict or w.payload_sha256 <> excluded.payload_sha256
-    returning (xmax = 0) as inserted`;
-  return row?.inserted ?? false;
-}
-
-/** What the inbox keeps of a verified event: billing keys charge cards, so never the key itself. */
-async function inboxFields(event: VerifiedEvent, rawBody: string, timestamp: string | undefined) {
-  return {
-    webhookTimestamp: timestampOf(timestamp),
-    eventType: truncate(event.type, 100),
-    paymentId: stringField(event.data, "paymentId"),
-    storeId: stringField(event.data, "storeId"),
-    payload: {
-      ...event,
-      data: { ...event.data, ...("billingKey" in event.data ? { billingKey: "[redacted]" } : {}) },
-    },
-    payloadSha256: await sha256Hex(rawBody),
-  };
-}
-type InboxFields = Awaited<ReturnType<typeof inboxFields>>;
-
-/** Records the delivery and claims it when nobody else is processing it, in one statement. */
-async function recordDelivery(
-  deps: AppDeps,
-  webhookId: string,
-  fields: InboxFields,
-  leaseToken: string,
-): Promise<InboxRow> {
-  const [row] = await deps.sql<InboxRow[]>`
-    insert into public.webhook_logs as w
-      (webhook_id, webhook_timestamp, event_type, payment_id, store_id, payload, payload_sha256, status,
-       lease_token, lease_expires_at)
-    values
-      (${webhookId}, ${fields.webhookTimestamp}, ${fields.eventType}, ${fields.paymentId}, ${fields.storeId},
-       ${deps.sql.json(fields.payload as never)}, ${fields.payloadSha256},
-       'processing', ${leaseToken}, now() + make_interval(secs => ${leaseSeconds}))
-    on conflict (webhook_id) do update set
-      attempts = w.attempts + 1,
-      last_received_at = now(),
-      payload_conflict = w.payload_conflict or w.payload_sha256 <> excluded.payload_sha256,
-      status = case when w.status = 'failed' or (w.status in ('received', 'processing') and w.lease_expires_at < now())
-        then 'processing' else w.status end,
-      lease_token = case when w.status = 'failed' or (w.status in ('received', 'processing') and w.lease_expires_at < now())
-        then excluded.lease_token else w.lease_token end,
-      lease_expires_at = case when w.status = 'failed' or (w.status in ('received', 'processing') and w.lease_expires_at < now())
-        then excluded.lease_expires_at else w.lease_expires_at end
-    returning w.id, w.status, w.lease_token`;
-  return row!;
-}
-
-/**
- * Records a payment event PortOne could not be asked about (unreachable, refusing) as failed, unless it was
- * finished meanwhile; PortOne retries it. Best effort: the database may be what failed.
- */
-async function recordFailedDelivery(
-  deps: AppDeps,
-  webhookId: string,
-  fields: InboxFields,
-  note: string,
-  started: number,
-): Promise<void> {
-  await deps.sql`
-    insert into public.webhook_logs as w
-      (webhook_id, webhook_timestamp, event_type, payment_id, store_id, payload, payload_sha256, status,
-       last_error, processing_ms)
-    values
-      (${webhookId}, ${fields.webhookTimestamp}, ${fields.eventType}, ${fields.paymentId}, ${fields.storeId},
-       ${deps.sql.json(fields.payload as never)}, ${fields.payloadSha256}, 'failed', ${note},
-       ${Math.round(performance.now() - started)})
-    on conflict (webhook_id) do update set
-      attempts = w.attempts + 1,
-      last_received_at = now(),
-      payload_conflict = w.payload_conflict or w.payload_sha256 <> excluded.payload_sha256,
-      status = case when w.status in ('processed', 'ignored') then w.status else 'failed' end,
-      last_error = case when w.status in ('processed', 'ignored') then w.last_error else excluded.last_error end,
-      processing_ms = case when w.status in ('processed', 'ignored') then w.processing_ms
-        else excluded.processing_ms end`;
-}
-
 /** Why a failure while processing was ours, as the inbox notes it. */
 function failureNote(error: unknown): string {
   return error instanceof AppError ? error.code : error instanceof Error ? error.name : "error";
@@ -230,7 +120,7 @@ async function receivePaymentEvent(
   try {
     fetched = await fetchPayment(deps, paymentId, "webhook");
   } catch (error) {
-    await recordFailedDelivery(deps, webhookId, fields, failureNote(error), started).catch(() => {});
+    await recordFailedDelivery(deps.sql, webhookId, fields, failureNote(error), started).catch(() => {});
     throw asRetryable(error);
   }
   const delivery = { webhookId, ...fields, processingMs: Math.round(performance.now() - started) };
@@ -247,21 +137,6 @@ async function receivePaymentEvent(
     log("info", "webhook_ignored", { webhookId, type: fields.eventType, reason: "unknown_payment" });
   }
   return json({ received: true, status: received.delivery });
-}
-
-/** Takes over a row that failed or whose lease ran out while we waited; does not count a delivery. */
-async function tryClaim(deps: AppDeps, id: number, leaseToken: string): Promise<InboxRow | undefined> {
-  const [row] = await deps.sql<InboxRow[]>`
-    update public.webhook_logs
-    set status = 'processing', lease_token = ${leaseToken}, lease_expires_at = now() + make_interval(secs => ${leaseSeconds})
-    where id = ${id} and (status = 'failed' or (status in ('received', 'processing') and lease_expires_at < now()))
-    returning id, status, lease_token`;
-  return row;
-}
-
-async function readStatus(deps: AppDeps, id: number): Promise<string | undefined> {
-  const [row] = await deps.sql<{ status: string }[]>`select status from public.webhook_logs where id = ${id}`;
-  return row?.status;
 }
 
 /** The payment a verified event asks us to re-fetch: a payment event of our store that names one. */
@@ -293,22 +168,6 @@ async function dispatch(deps: AppDeps, event: VerifiedEvent): Promise<[WebhookOu
   return ["ignored", "unhandled_type"];
 }
 
-async function finish(
-  deps: AppDeps,
-  id: number,
-  leaseToken: string,
-  status: WebhookOutcome | "failed",
-  note: string | null,
-  started: number,
-): Promise<void> {
-  await deps.sql`
-    update public.webhook_logs
-    set status = ${status}, last_error = ${note}, lease_token = null, lease_expires_at = null,
-        processed_at = case when ${status} = 'failed' then processed_at else now() end,
-        processing_ms = ${Math.round(performance.now() - started)}
-    where id = ${id} and lease_token = ${leaseToken}`;
-}
-
 export async function receiveWebhook(deps: AppDeps, request: Request): Promise<Response> {
   // the raw text, exactly as signed; headers as a plain object (the SDK cannot read a Headers object)
   const rawBody = await readBodyText(request);
@@ -327,7 +186,7 @@ export async function receiveWebhook(deps: AppDeps, request: Request): Promise<R
     // V1 bodies are storable (classify checked); a malformed body is kept by its hash only
     const payload = delivery.kind === "unsupported_format" && verified !== "not_json" ? verified.body : null;
     const first = await recordUnprocessable(
-      deps,
+      deps.sql,
       webhookId,
       delivery,
       payload,
@@ -358,7 +217,7 @@ export async function receiveWebhook(deps: AppDeps, request: Request): Promise<R
   if (paymentId !== null) return await receivePaymentEvent(deps, webhookId, fields, paymentId);
 
   const leaseToken = crypto.randomUUID();
-  let row: InboxRow | undefined = await recordDelivery(deps, webhookId, fields, leaseToken);
+  let row: InboxRow | undefined = await recordDelivery(deps.sql, webhookId, fields, leaseToken);
   if (row.lease_token !== leaseToken) {
     // Another delivery of this id: done already, or still running somewhere. Wait a little for the
     // running one rather than make PortOne retry; take over if it failed or its lease ran out.
@@ -366,11 +225,11 @@ export async function receiveWebhook(deps: AppDeps, request: Request): Promise<R
     const id = row.id;
     row = undefined;
     while (!row) {
-      const status = await readStatus(deps, id);
+      const status = await readStatus(deps.sql, id);
       if (status === "processed" || status === "ignored") {
         return json({ received: true, status: "duplicate" });
       }
-      row = await tryClaim(deps, id, leaseToken);
+      row = await tryClaim(deps.sql, id, leaseToken);
       if (row) break;
       if (Date.now() > deadline) {
         throw new AppError("webhook_in_progress", "This delivery is being processed; retry later");
@@ -382,11 +241,11 @@ export async function receiveWebhook(deps: AppDeps, request: Request): Promise<R
   const started = performance.now();
   try {
     const [outcome, note] = await dispatch(deps, event);
-    await finish(deps, row.id, leaseToken, outcome, note, started);
+    await finish(deps.sql, row.id, leaseToken, outcome, note, started);
     if (outcome === "ignored") log("info", "webhook_ignored", { webhookId, type: event.type, reason: note });
     return json({ received: true, status: outcome });
   } catch (error) {
-    await finish(deps, row.id, leaseToken, "failed", failureNote(error), started).catch(() => {});
+    await finish(deps.sql, row.id, leaseToken, "failed", failureNote(error), started).catch(() => {});
     throw asRetryable(error);
   }
 }

@@ -18,11 +18,12 @@
 import type { Caller } from "../infra/auth.ts";
 import { pgProvidersRequiringRefundPhone } from "../portone/banks.ts";
 import { CancelRequest, type CancelResponse, type RefundAccount } from "../contract/cancel.ts";
-import { AppError, type ErrorCode } from "../infra/errors.ts";
+import { AppError } from "../infra/errors.ts";
 import { defineFunction, type EdgeFunction, readJson, replyJson } from "../infra/http.ts";
 import { sha256Hex } from "../infra/crypto.ts";
 import { idempotencyKeyFrom, withIdempotency } from "../infra/idempotency.ts";
 import { accessiblePayment } from "./ownership.ts";
+import { asRefusal } from "./refusals.ts";
 import { log } from "../infra/log.ts";
 import { type PaymentCancellation, PortOneRefusal } from "../portone/gateway.ts";
 import { maskDigits } from "../portone/snapshot.ts";
@@ -90,30 +91,6 @@ function maskName(name: string): string {
  */
 const phoneRequiringPgs = [...pgProvidersRequiringRefundPhone];
 
-/** private.reserve_cancellation's refusals (see its migration), by SQLSTATE; DETAIL holds their details. */
-const reservationRefusals: Readonly<Record<string, ErrorCode>> = {
-  PC001: "not_found",
-  PC002: "forbidden",
-  PC003: "idempotency_key_reused",
-  PC004: "cancel_in_progress",
-  PC005: "payment_not_cancellable",
-  PC006: "cancel_amount_exceeds_cancellable",
-  PC007: "refund_account_required",
-  PC008: "invalid_refund_account",
-};
-
-function reservationError(error: unknown): unknown {
-  if (!(error instanceof Error)) return error;
-  const { code, detail } = error as { code?: unknown; detail?: unknown };
-  const mapped = typeof code === "string" ? reservationRefusals[code] : undefined;
-  if (!mapped) return error;
-  return new AppError(
-    mapped,
-    error.message,
-    typeof detail === "string" ? { details: JSON.parse(detail) } : {},
-  );
-}
-
 /**
  * Step 1 in one statement: private.reserve_cancellation checks who may cancel and how much is left under
  * the payment's row lock, and records the REQUESTED cancellation with its reserved amount and event, or
@@ -155,7 +132,7 @@ async function reserve(
         pg_providers_requiring_phone => ${phoneRequiringPgs}
       )`;
   } catch (error) {
-    throw reservationError(error);
+    throw asRefusal(error);
   }
   const row = rows[0]!;
   // a refused request stays refused: its retry answers the refusal again, never a 200 with FAILED inside

@@ -159,6 +159,7 @@ async function main(): Promise<void> {
     };
     const load: LoadRow[] = [];
     let webhookRssMiB = NaN;
+    let floorRssMiB = NaN;
     let helloRssMiB = NaN;
     let helloC16: CellResult | undefined;
     for (const latencyMs of [0, addedLatencyMs]) {
@@ -221,6 +222,8 @@ async function main(): Promise<void> {
         });
         if (latencyMs === 0 && concurrency === 16) {
           webhookRssMiB = peakRssKiB(servers.webhook!.pid) / 1024;
+          // the floor served the same deliveries at c=1 and c=16: what its work alone costs in memory
+          floorRssMiB = peakRssKiB(servers.floor!.pid) / 1024;
           const helloSamples = emptySamples();
           await runCell(helloSamples, servers.hello!.url, 16, cellMs * cellRounds, nextAny);
           helloC16 = summarize(helloSamples);
@@ -249,6 +252,7 @@ async function main(): Promise<void> {
       load,
       helloC16,
       webhookRssMiB,
+      floorRssMiB,
       helloRssMiB,
       cold,
       idle: {
@@ -293,6 +297,7 @@ function report(r: {
   load: LoadRow[];
   helloC16: CellResult | undefined;
   webhookRssMiB: number;
+  floorRssMiB: number;
   helloRssMiB: number;
   cold: Record<string, ColdStart>;
   idle: { seconds: number; reconnected: boolean };
@@ -397,9 +402,8 @@ function report(r: {
   const rssRatio = r.webhookRssMiB / r.helloRssMiB;
   targets.push([`webhook peak RSS under c=16: ${f2(rssRatio)}× hello ≤ 2.5`, rssRatio <= 2.5]);
   say(
-    `Peak RSS under c=16 load: webhook ${f0(r.webhookRssMiB)} MiB, hello-world server ${
-      f0(r.helloRssMiB)
-    } MiB` +
+    `Peak RSS under c=16 load: webhook ${f0(r.webhookRssMiB)} MiB, floor ${f0(r.floorRssMiB)} MiB ` +
+      `(${f2(r.floorRssMiB / r.helloRssMiB)}× hello), hello-world server ${f0(r.helloRssMiB)} MiB` +
       ` (${f2(rssRatio)}×; hello served ${f0(r.helloC16?.perSecond ?? NaN)}/s).`,
   );
   say();

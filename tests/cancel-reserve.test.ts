@@ -6,27 +6,6 @@
 import assert from "node:assert/strict";
 import { startTestApp, type TestApp, type TestUser } from "./support/app.ts";
 
-async function paidPayment(
-  app: TestApp,
-  user: TestUser,
-  options: { taxFree?: number; method?: "CARD" | "VIRTUAL_ACCOUNT"; asyncCancel?: boolean } = {},
-): Promise<string> {
-  const product = await app.createProduct({ price: 10000, taxFree: options.taxFree ?? 0 });
-  const order = await app.createOrder(user, [{ productId: product, quantity: 1 }]);
-  const { body: checkout } = await app.call("prepare", { user, body: { orderId: order.id } });
-  app.sandbox.pay({
-    ...checkout,
-    channel: "TEST",
-    method: options.method ?? "CARD",
-    customerId: user.id,
-    asyncCancel: options.asyncCancel ?? false,
-  });
-  if (options.method === "VIRTUAL_ACCOUNT") app.sandbox.depositVirtualAccount(checkout.paymentId);
-  const confirmed = await app.call("confirm", { user, body: { paymentId: checkout.paymentId } });
-  assert.equal(confirmed.body.status, "PAID");
-  return checkout.paymentId;
-}
-
 function cancel(
   app: TestApp,
   user: TestUser,
@@ -97,7 +76,7 @@ Deno.test("cancel's reservation refuses with the same answers, in the same order
   });
 
   await t.step("amounts above what is left, the total before the tax-free part", async () => {
-    const paymentId = await paidPayment(app, owner, { taxFree: 3000 });
+    const paymentId = (await app.paidPayment({ user: owner, taxFree: 3000 })).paymentId;
     await refused(paymentId, admin, { amount: 10001, taxFreeAmount: 9000, reason: "x" }, {
       status: 409,
       error: {
@@ -146,7 +125,7 @@ Deno.test("cancel's reservation refuses with the same answers, in the same order
   });
 
   await t.step("a virtual account needs a refund account, checked after the amounts", async () => {
-    const paymentId = await paidPayment(app, owner, { method: "VIRTUAL_ACCOUNT" });
+    const paymentId = (await app.paidPayment({ user: owner, method: "VIRTUAL_ACCOUNT" })).paymentId;
     await refused(paymentId, admin, { amount: 10001, reason: "x" }, {
       status: 409,
       error: {
@@ -190,7 +169,7 @@ Deno.test("cancel's reservation refuses with the same answers, in the same order
   });
 
   await t.step("a card payment ignores a refund account: none is sent or stored", async () => {
-    const paymentId = await paidPayment(app, owner);
+    const paymentId = (await app.paidPayment({ user: owner })).paymentId;
     const account = { bank: "SHINHAN", number: "110123456789", holderName: "홍길동" };
     const ok = await cancel(app, admin, { paymentId, amount: 1000, reason: "x", refundAccount: account });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
@@ -209,7 +188,7 @@ Deno.test("cancel's reservation refuses with the same answers, in the same order
   });
 
   await t.step("one cancellation in flight at a time, checked before the status and amounts", async () => {
-    const paymentId = await paidPayment(app, owner, { asyncCancel: true });
+    const paymentId = (await app.paidPayment({ user: owner, asyncCancel: true })).paymentId;
     const first = await cancel(app, admin, { paymentId, amount: 3000, reason: "비동기" });
     assert.equal(first.status, 200);
     assert.equal(first.body.cancellation.status, "REQUESTED");
@@ -223,7 +202,7 @@ Deno.test("cancel's reservation refuses with the same answers, in the same order
   });
 
   await t.step("a retry after the stored reply expired: the same answer from the row itself", async () => {
-    const paymentId = await paidPayment(app, owner);
+    const paymentId = (await app.paidPayment({ user: owner })).paymentId;
     const key = `c-${crypto.randomUUID()}`;
     const first = await cancel(app, admin, { paymentId, amount: 3000, reason: "첫 취소" }, key);
     assert.equal(first.status, 200);
@@ -253,7 +232,7 @@ Deno.test("cancel's reservation refuses with the same answers, in the same order
   });
 
   await t.step("a refused cancellation answers its refusal again to a late retry", async () => {
-    const paymentId = await paidPayment(app, owner);
+    const paymentId = (await app.paidPayment({ user: owner })).paymentId;
     await app.deps.portone.cancelPayment({
       paymentId,
       amount: 1000,
@@ -279,7 +258,7 @@ Deno.test("cancel's reservation refuses with the same answers, in the same order
   });
 
   await t.step("a virtual-account retry of a request PortOne never saw needs the account again", async () => {
-    const paymentId = await paidPayment(app, owner, { method: "VIRTUAL_ACCOUNT" });
+    const paymentId = (await app.paidPayment({ user: owner, method: "VIRTUAL_ACCOUNT" })).paymentId;
     const account = { bank: "SHINHAN", number: "110123456789", holderName: "홍길동" };
     const key = `c-${crypto.randomUUID()}`;
     app.sandbox.injectFault({ operation: "cancelPayment", mode: "reset", times: 1 });

@@ -1,35 +1,6 @@
 import assert from "node:assert/strict";
 import { startTestApp, type TestApp, type TestUser } from "./support/app.ts";
 
-interface Paid {
-  readonly user: TestUser;
-  readonly paymentId: string;
-  readonly orderId: string;
-}
-
-/** A payment paid through the sandbox and confirmed, owned by a fresh user. */
-async function paidPayment(
-  app: TestApp,
-  options: { price?: number; taxFree?: number; method?: "CARD" | "VIRTUAL_ACCOUNT"; asyncCancel?: boolean } =
-    {},
-): Promise<Paid> {
-  const user = await app.createUser();
-  const product = await app.createProduct({ price: options.price ?? 10000, taxFree: options.taxFree ?? 0 });
-  const order = await app.createOrder(user, [{ productId: product, quantity: 1 }]);
-  const { body: checkout } = await app.call("prepare", { user, body: { orderId: order.id } });
-  app.sandbox.pay({
-    ...checkout,
-    channel: "TEST",
-    method: options.method ?? "CARD",
-    customerId: user.id,
-    asyncCancel: options.asyncCancel ?? false,
-  });
-  if (options.method === "VIRTUAL_ACCOUNT") app.sandbox.depositVirtualAccount(checkout.paymentId);
-  const confirmed = await app.call("confirm", { user, body: { paymentId: checkout.paymentId } });
-  assert.equal(confirmed.body.status, "PAID");
-  return { user, paymentId: checkout.paymentId, orderId: order.id };
-}
-
 function cancel(
   app: TestApp,
   user: TestUser,
@@ -61,7 +32,7 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
   await using app = await startTestApp({ env: { CUSTOMER_CANCEL_POLICY: "allow" } });
 
   await t.step("a full cancel refunds everything and cancels the order", async () => {
-    const { user, paymentId } = await paidPayment(app);
+    const { user, paymentId } = await app.paidPayment();
     const { status, body } = await cancel(app, user, { paymentId, reason: "단순 변심" });
     assert.equal(status, 200);
     assert.equal(body.status, "CANCELLED");
@@ -82,7 +53,7 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
   });
 
   await t.step("three partial cancels down to zero", async () => {
-    const { user, paymentId } = await paidPayment(app);
+    const { user, paymentId } = await app.paidPayment();
     const steps = [[3000, "PARTIAL_CANCELLED", 7000], [5000, "PARTIAL_CANCELLED", 2000], [
       2000,
       "CANCELLED",
@@ -98,7 +69,7 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
   });
 
   await t.step("over-cancel → 409 and PortOne is never called", async () => {
-    const { user, paymentId } = await paidPayment(app);
+    const { user, paymentId } = await app.paidPayment();
     const { status, body } = await cancel(app, user, { paymentId, amount: 10001, reason: "초과" });
     assert.equal(status, 409);
     assert.equal(body.error.code, "cancel_amount_exceeds_cancellable");
@@ -108,7 +79,7 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
   });
 
   await t.step("a tax-free part above what is left → 409, PortOne never called", async () => {
-    const { user, paymentId } = await paidPayment(app, { taxFree: 2000 });
+    const { user, paymentId } = await app.paidPayment({ taxFree: 2000 });
     const { status, body } = await cancel(app, user, {
       paymentId,
       amount: 5000,
@@ -125,7 +96,7 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
   await t.step(
     "virtual account: no refund account → 400; a valid one is refunded to that account",
     async () => {
-      const { user, paymentId } = await paidPayment(app, { method: "VIRTUAL_ACCOUNT" });
+      const { user, paymentId } = await app.paidPayment({ method: "VIRTUAL_ACCOUNT" });
       const missing = await cancel(app, user, { paymentId, reason: "가상계좌 환불" });
       assert.equal(missing.status, 400);
       assert.equal(missing.body.error.code, "refund_account_required");
@@ -164,7 +135,7 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
   );
 
   await t.step("someone else's payment → 404 like a missing one", async () => {
-    const { paymentId } = await paidPayment(app);
+    const { paymentId } = await app.paidPayment();
     const stranger = await app.createUser();
     const foreign = await cancel(app, stranger, { paymentId, reason: "남의 결제" });
     const missing = await cancel(app, stranger, {
@@ -177,7 +148,7 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
   });
 
   await t.step("the same Idempotency-Key twice → one refund, the same answer", async () => {
-    const { user, paymentId } = await paidPayment(app);
+    const { user, paymentId } = await app.paidPayment();
     const key = `cancel-${crypto.randomUUID()}`;
     const first = await cancel(app, user, { paymentId, amount: 4000, reason: "중복 요청" }, key);
     const second = await cancel(app, user, { paymentId, amount: 4000, reason: "중복 요청" }, key);
@@ -192,7 +163,7 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
   await t.step(
     "a PortOne timeout that refunded anyway, then the client's retry → exactly one refund",
     async () => {
-      const { user, paymentId } = await paidPayment(app);
+      const { user, paymentId } = await app.paidPayment();
       const key = `cancel-${crypto.randomUUID()}`;
       app.sandbox.injectFault({
         operation: "cancelPayment",
@@ -237,7 +208,7 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
         performed ? "refunded" : "never saw it"
       }) is finished by the next cancel, once`,
       async () => {
-        const { user, paymentId } = await paidPayment(app);
+        const { user, paymentId } = await app.paidPayment();
         app.sandbox.injectFault({
           operation: "cancelPayment",
           mode: "reset",
@@ -274,7 +245,7 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
   await t.step(
     "PortOne's balance moved (currentCancellableAmount mismatch) → re-sync, 409, reservation released",
     async () => {
-      const { user, paymentId } = await paidPayment(app);
+      const { user, paymentId } = await app.paidPayment();
       // a refund made in PortOne's console that we have not synced yet
       await app.deps.portone.cancelPayment({
         paymentId,
@@ -304,7 +275,7 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
   await t.step("an asynchronous cancel stays REQUESTED until PortOne's webhook settles it", async () => {
     app.serveWebhook();
     try {
-      const { user, paymentId } = await paidPayment(app, { asyncCancel: true });
+      const { user, paymentId } = await app.paidPayment({ asyncCancel: true });
       const { status, body } = await cancel(app, user, { paymentId, amount: 3000, reason: "비동기 취소" });
       assert.equal(status, 200);
       assert.equal(body.cancellation.status, "REQUESTED");
@@ -344,7 +315,7 @@ Deno.test("cancel by the owner (CUSTOMER_CANCEL_POLICY=allow)", async (t) => {
   await t.step(
     "50 concurrent partial cancels asking twice the balance: refunds ≤ paid and equal to the DB",
     async () => {
-      const { user, paymentId } = await paidPayment(app);
+      const { user, paymentId } = await app.paidPayment();
       const isolates = [0, 1, 2, 3].map(() => app.isolate());
       try {
         const results = await Promise.all(
@@ -383,7 +354,7 @@ Deno.test("cancel permissions with the default policy (customers denied)", async
   await using app = await startTestApp();
 
   await t.step("the owner gets 403 and PortOne is never called", async () => {
-    const { user, paymentId } = await paidPayment(app);
+    const { user, paymentId } = await app.paidPayment();
     const { status, body } = await cancel(app, user, { paymentId, reason: "고객 취소" });
     assert.equal(status, 403);
     assert.equal(body.error.code, "forbidden");
@@ -391,7 +362,7 @@ Deno.test("cancel permissions with the default policy (customers denied)", async
   });
 
   await t.step("an admin may cancel anyone's payment, recorded as ADMIN", async () => {
-    const { paymentId } = await paidPayment(app);
+    const { paymentId } = await app.paidPayment();
     const admin = await app.createUser({ admin: true });
     const { status, body } = await cancel(app, admin, { paymentId, amount: 2500, reason: "관리자 취소" });
     assert.equal(status, 200);
@@ -408,7 +379,7 @@ Deno.test("cancel permissions with the default policy (customers denied)", async
 
 Deno.test("cancel: bad input → 4xx with a stable code, no writes, no PortOne call", async (t) => {
   await using app = await startTestApp({ env: { CUSTOMER_CANCEL_POLICY: "allow" } });
-  const { user, paymentId } = await paidPayment(app);
+  const { user, paymentId } = await app.paidPayment();
   const footprint = async () => {
     const [row] = await app.deps.sql`
       select (select count(*)::int from public.payment_cancellations where payment_id = ${paymentId}) as cancellations,

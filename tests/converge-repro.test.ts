@@ -6,28 +6,6 @@ import assert from "node:assert/strict";
 import { startTestApp, type TestApp, testReconcileSecret, type TestUser } from "./support/app.ts";
 import { adminSql } from "./support/test-database.ts";
 
-async function paidPayment(
-  app: TestApp,
-  options: { price?: number; asyncCancel?: boolean; confirm?: boolean } = {},
-): Promise<{ user: TestUser; paymentId: string; orderId: string }> {
-  const user = await app.createUser();
-  const product = await app.createProduct({ price: options.price ?? 10000 });
-  const order = await app.createOrder(user, [{ productId: product, quantity: 1 }]);
-  const { body: checkout } = await app.call("prepare", { user, body: { orderId: order.id } });
-  app.sandbox.pay({
-    ...checkout,
-    channel: "TEST",
-    method: "CARD",
-    customerId: user.id,
-    asyncCancel: options.asyncCancel ?? false,
-  });
-  if (options.confirm !== false) {
-    const confirmed = await app.call("confirm", { user, body: { paymentId: checkout.paymentId } });
-    assert.equal(confirmed.body.status, "PAID");
-  }
-  return { user, paymentId: checkout.paymentId, orderId: order.id };
-}
-
 function cancel(app: TestApp, user: TestUser, body: Record<string, unknown>, key: string) {
   return app.call("cancel", { user, body, headers: { "idempotency-key": key } });
 }
@@ -46,7 +24,7 @@ async function row(app: TestApp, paymentId: string) {
 Deno.test("1: a stale reservation and a console refund of everything neither wedge the payment nor reconcile", async () => {
   await using app = await startTestApp();
   const admin = await app.createUser({ admin: true });
-  const { user, paymentId } = await paidPayment(app);
+  const { user, paymentId } = await app.paidPayment();
 
   // our 3,000 partial cancel never reaches PortOne: 503, the reservation is kept (as designed)
   app.sandbox.injectFault({ operation: "cancelPayment", mode: "reset", times: 1 });
@@ -68,7 +46,7 @@ Deno.test("1: a stale reservation and a console refund of everything neither wed
     idempotencyKey: `console-${crypto.randomUUID()}`,
   });
   // another payment whose webhook and confirm were lost, for reconcile to heal in the same run
-  const other = await paidPayment(app, { confirm: false });
+  const other = await app.paidPayment({ confirm: false });
 
   const confirmed = await app.call("confirm", { user, body: { paymentId } });
   assert.equal(confirmed.status, 200, JSON.stringify(confirmed.body));
@@ -92,7 +70,7 @@ Deno.test("1: a stale reservation and a console refund of everything neither wed
 
 Deno.test("1b: reconcile reports a payment it cannot apply and goes on with the others", async () => {
   await using app = await startTestApp();
-  const broken = await paidPayment(app);
+  const broken = await app.paidPayment();
   // our row claims more was refunded than PortOne ever did (a hand edit, a bug): the next snapshot would
   // lower cancelled_amount, which the database refuses
   await app.deps.sql`
@@ -105,7 +83,7 @@ Deno.test("1b: reconcile reports a payment it cannot apply and goes on with the 
     currentCancellableAmount: 10000,
     idempotencyKey: `console-${crypto.randomUUID()}`,
   });
-  const healthy = await paidPayment(app, { confirm: false });
+  const healthy = await app.paidPayment({ confirm: false });
   const run = await reconcile(app);
   assert.equal(run.status, 200, JSON.stringify(run.body));
   assert.ok(
@@ -118,7 +96,7 @@ Deno.test("1b: reconcile reports a payment it cannot apply and goes on with the 
 Deno.test("1c: a console refund of the same amount as our lost cancel is never taken for ours (found by the convergence test, seed 100185)", async () => {
   await using app = await startTestApp();
   const admin = await app.createUser({ admin: true });
-  const { paymentId } = await paidPayment(app, { price: 12000 });
+  const { paymentId } = await app.paidPayment({ price: 12000 });
   const key = crypto.randomUUID();
   const body = { paymentId, reason: "변심" };
   app.sandbox.injectFault({ operation: "cancelPayment", mode: "reset", times: 1 });
@@ -160,7 +138,7 @@ Deno.test("1c: a console refund of the same amount as our lost cancel is never t
 Deno.test("2: an asynchronous cancel PortOne marks FAILED is settled and releases its reservation", async () => {
   await using app = await startTestApp();
   const admin = await app.createUser({ admin: true });
-  const { paymentId } = await paidPayment(app, { asyncCancel: true });
+  const { paymentId } = await app.paidPayment({ asyncCancel: true });
   const first = await cancel(
     app,
     admin,
@@ -190,7 +168,7 @@ Deno.test("2: an asynchronous cancel PortOne marks FAILED is settled and release
 Deno.test("2b: recovery re-fetches an abandoned cancellation PortOne already knows", async () => {
   await using app = await startTestApp();
   const admin = await app.createUser({ admin: true });
-  const { paymentId } = await paidPayment(app, { asyncCancel: true });
+  const { paymentId } = await app.paidPayment({ asyncCancel: true });
   const first = await cancel(
     app,
     admin,
@@ -264,7 +242,7 @@ Deno.test("3: reconcile checks least-recently-checked first and skips long-expir
 Deno.test("3b: a busy window is scanned to the end across runs, and the report says where it stopped", async () => {
   await using app = await startTestApp();
   const lost: string[] = [];
-  for (let i = 0; i < 5; i++) lost.push((await paidPayment(app, { confirm: false })).paymentId);
+  for (let i = 0; i < 5; i++) lost.push((await app.paidPayment({ confirm: false })).paymentId);
   const reports = [];
   for (let run = 0; run < 3; run++) {
     const { status, body } = await reconcile(app, { maxPayments: 2, maxWaiting: 0, maxEvents: 0 });
@@ -281,7 +259,7 @@ Deno.test("3b: a busy window is scanned to the end across runs, and the report s
 Deno.test("3c: a console refund of a payment older than the look-back window is applied from PortOne's events", async () => {
   let offsetMs = -10 * 24 * 3600_000;
   await using app = await startTestApp({ sandbox: { clock: () => new Date(Date.now() + offsetMs) } });
-  const { paymentId } = await paidPayment(app);
+  const { paymentId } = await app.paidPayment();
   // a first run sets the event checkpoint
   assert.equal((await reconcile(app)).status, 200);
   offsetMs = 0;
@@ -358,7 +336,7 @@ Deno.test("4: a re-prepare racing a sync of the same order does not deadlock", a
 Deno.test("5: a refused cancel retried with the same Idempotency-Key answers the original error", async () => {
   await using app = await startTestApp();
   const admin = await app.createUser({ admin: true });
-  const { paymentId } = await paidPayment(app);
+  const { paymentId } = await app.paidPayment();
   app.sandbox.injectFault({
     operation: "cancelPayment",
     mode: "refusal",

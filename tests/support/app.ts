@@ -54,9 +54,29 @@ export interface TestApp extends AsyncDisposable {
   /** Creates an order as the user through the `create_order` RPC, as supabase-js would. */
   createOrder(user: TestUser, items: { productId: string; quantity: number }[]): Promise<TestOrder>;
   call(fn: keyof TestFunctions, init: CallInit): Promise<CallResult>;
+  /**
+   * One product, one order, `prepare`, the customer paying in the sandbox and (unless `confirm: false`)
+   * `confirm` answering PAID: a paid payment the way a client app makes one. A new user unless one is given.
+   */
+  paidPayment(options?: PaidPaymentOptions): Promise<PaidPayment>;
   /** Serves the webhook function over HTTP on loopback and points the sandbox's deliveries at it. */
   serveWebhook(functions?: TestFunctions): string;
   close(): Promise<void>;
+}
+
+export interface PaidPaymentOptions {
+  readonly user?: TestUser;
+  readonly price?: number;
+  readonly taxFree?: number;
+  readonly method?: "CARD" | "VIRTUAL_ACCOUNT";
+  readonly asyncCancel?: boolean;
+  readonly confirm?: boolean;
+}
+
+export interface PaidPayment {
+  readonly user: TestUser;
+  readonly paymentId: string;
+  readonly orderId: string;
 }
 
 export interface TestOrder {
@@ -194,6 +214,30 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     },
     async call(fn, init) {
       return await callFunction(functions[fn], fn, init);
+    },
+    async paidPayment(options = {}) {
+      const user = options.user ?? await app.createUser();
+      const product = await app.createProduct({
+        price: options.price ?? 10000,
+        taxFree: options.taxFree ?? 0,
+      });
+      const order = await app.createOrder(user, [{ productId: product, quantity: 1 }]);
+      const { body: checkout } = await app.call("prepare", { user, body: { orderId: order.id } });
+      app.sandbox.pay({
+        ...checkout,
+        channel: "TEST",
+        method: options.method ?? "CARD",
+        customerId: user.id,
+        asyncCancel: options.asyncCancel ?? false,
+      });
+      if (options.method === "VIRTUAL_ACCOUNT") app.sandbox.depositVirtualAccount(checkout.paymentId);
+      if (options.confirm !== false) {
+        const confirmed = await app.call("confirm", { user, body: { paymentId: checkout.paymentId } });
+        if (confirmed.body.status !== "PAID") {
+          throw new Error(`confirm answered ${confirmed.status} ${JSON.stringify(confirmed.body)}, not PAID`);
+        }
+      }
+      return { user, paymentId: checkout.paymentId, orderId: order.id };
     },
     serveWebhook(target = functions) {
       const server = Deno.serve(

@@ -5,24 +5,11 @@
  */
 import { postgres, type Sql } from "./deps.ts";
 import { createReplaceableSql } from "./db-client.ts";
+import { wireTypes } from "./db-types.ts";
 
 export { isConnectionLostError, isTransientDatabaseError } from "./db-errors.ts";
 
 export type { Sql, TransactionSql } from "./deps.ts";
-
-/** int8 (bigint) columns hold money in minor units; they arrive as exact JS integers or fail loudly. */
-const int8AsSafeInteger = {
-  to: 20,
-  from: [20],
-  serialize: (value: number | bigint | string) => String(value),
-  parse: (text: string): number => {
-    const value = Number(text);
-    if (!Number.isSafeInteger(value)) {
-      throw new RangeError(`int8 value ${text} is outside the safe integer range`);
-    }
-    return value;
-  },
-};
 
 /**
  * The client every function uses. Behind it is a postgres.js pool that is swapped for a fresh one when a
@@ -39,7 +26,10 @@ export function createSql(url: string, options: { poolMax?: number; prepare?: bo
       idle_timeout: 400,
       connect_timeout: 10,
       onnotice: () => {},
-      types: { int8: int8AsSafeInteger },
+      // int8 as safe integers, and the built-in array types from a table instead of a pg_type query on
+      // every new connection (db-types.ts)
+      types: wireTypes,
+      fetch_types: false,
       connection: { application_name: "portone-payments" },
     }) as unknown as Sql
   );

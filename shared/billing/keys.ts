@@ -9,6 +9,7 @@
  */
 import { sha256Hex } from "../infra/crypto.ts";
 import { z } from "../infra/deps.ts";
+import { responseSchema } from "../portone/response-schema.ts";
 import {
   billingKeyPattern,
   type BillingKeyView,
@@ -71,27 +72,29 @@ function toView(row: BillingKeyRow): BillingKeyView {
 // PortOne's BillingKeyInfo, validated (the SDK returns responses unchecked; objects stay loose because
 // PortOne adds fields without notice)
 
-const timestamp = z.iso.datetime({ offset: true });
-const billingKeyInfoSchema = z.looseObject({
-  status: z.string(),
-  storeId: z.string(),
-  customer: z.looseObject({ id: z.string().optional() }).optional(),
-  channels: z.array(z.looseObject({ key: z.string().optional(), pgProvider: z.string().optional() }))
-    .optional(),
-  methods: z.array(
-    z.looseObject({
-      type: z.string(),
-      card: z.looseObject({
-        issuer: z.string().optional(),
-        brand: z.string().optional(),
-        type: z.string().optional(),
-        name: z.string().optional(),
-        number: z.string().optional(),
-      }).optional(),
-    }),
-  ).optional(),
-  issuedAt: timestamp.optional(),
-  deletedAt: timestamp.optional(),
+const billingKeyInfoSchema = responseSchema(() => {
+  const timestamp = z.iso.datetime({ offset: true });
+  return z.looseObject({
+    status: z.string(),
+    storeId: z.string(),
+    customer: z.looseObject({ id: z.string().optional() }).optional(),
+    channels: z.array(z.looseObject({ key: z.string().optional(), pgProvider: z.string().optional() }))
+      .optional(),
+    methods: z.array(
+      z.looseObject({
+        type: z.string(),
+        card: z.looseObject({
+          issuer: z.string().optional(),
+          brand: z.string().optional(),
+          type: z.string().optional(),
+          name: z.string().optional(),
+          number: z.string().optional(),
+        }).optional(),
+      }),
+    ).optional(),
+    issuedAt: timestamp.optional(),
+    deletedAt: timestamp.optional(),
+  });
 });
 
 interface ParsedBillingKey {

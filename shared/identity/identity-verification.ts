@@ -16,6 +16,7 @@
 import { hmacSha256Hex } from "../infra/crypto.ts";
 import { seal } from "../infra/encryption.ts";
 import { z } from "../infra/deps.ts";
+import { responseSchema } from "../portone/response-schema.ts";
 import {
   type IdentityStatus,
   PrepareIdentityRequest,
@@ -34,21 +35,23 @@ const operators = ["SKT", "KT", "LGU", "SKT_MVNO", "KT_MVNO", "LGU_MVNO"] as con
 const genders = ["MALE", "FEMALE", "OTHER"] as const;
 
 /** PortOne's answer, validated (the SDK returns it unchecked); loose because PortOne adds fields. */
-const verificationSchema = z.looseObject({
-  status: z.string(),
-  verifiedAt: z.iso.datetime({ offset: true }).optional(),
-  verifiedCustomer: z.looseObject({
-    id: z.string().optional(),
-    name: z.string().optional(),
-    ci: z.string().optional(),
-    di: z.string().optional(),
-    birthDate: z.string().optional(),
-    gender: z.string().optional(),
-    phoneNumber: z.string().optional(),
-    operator: z.string().optional(),
-    isForeigner: z.boolean().optional(),
-  }).optional(),
-});
+const verificationSchema = responseSchema(() =>
+  z.looseObject({
+    status: z.string(),
+    verifiedAt: z.iso.datetime({ offset: true }).optional(),
+    verifiedCustomer: z.looseObject({
+      id: z.string().optional(),
+      name: z.string().optional(),
+      ci: z.string().optional(),
+      di: z.string().optional(),
+      birthDate: z.string().optional(),
+      gender: z.string().optional(),
+      phoneNumber: z.string().optional(),
+      operator: z.string().optional(),
+      isForeigner: z.boolean().optional(),
+    }).optional(),
+  })
+);
 
 /** Keeps the first and last character: 홍길동 → 홍*동, 김수 → 김*, John Smith → J********h. */
 export function maskName(name: string): string {

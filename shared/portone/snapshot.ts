@@ -4,47 +4,54 @@
  * without notice: a status we do not know yet parses as `unrecognized` instead of failing.
  */
 import { z } from "../infra/deps.ts";
+import { responseSchema } from "./response-schema.ts";
 import { isPaymentStatus, type PaymentStatus } from "../payments/status.ts";
 
-const money = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const timestamp = z.iso.datetime({ offset: true });
+const paymentSchema = responseSchema(() => {
+  const money = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+  const timestamp = z.iso.datetime({ offset: true });
 
-const cancellationSchema = z.looseObject({
-  id: z.string().min(1),
-  status: z.string(),
-  totalAmount: money,
-  taxFreeAmount: money.optional(),
-  reason: z.string().optional(),
-  pgCancellationId: z.string().optional(),
-  trigger: z.string().optional(),
-  requestedAt: timestamp.optional(),
-  cancelledAt: timestamp.optional(),
-});
+  const cancellationSchema = z.looseObject({
+    id: z.string().min(1),
+    status: z.string(),
+    totalAmount: money,
+    taxFreeAmount: money.optional(),
+    reason: z.string().optional(),
+    pgCancellationId: z.string().optional(),
+    trigger: z.string().optional(),
+    requestedAt: timestamp.optional(),
+    cancelledAt: timestamp.optional(),
+  });
 
-const paymentSchema = z.looseObject({
-  status: z.string(),
-  id: z.string().min(1),
-  storeId: z.string(),
-  orderName: z.string(),
-  currency: z.string(),
-  statusChangedAt: timestamp,
-  amount: z.looseObject({
-    total: money,
-    taxFree: money.default(0),
-    paid: money.default(0),
-    cancelled: money.default(0),
-    cancelledTaxFree: money.default(0),
-  }),
-  channel: z.looseObject({ type: z.string(), key: z.string().optional(), pgProvider: z.string().optional() })
-    .optional(),
-  method: z.looseObject({ type: z.string() }).optional(),
-  pgTxId: z.string().optional(),
-  paidAt: timestamp.optional(),
-  failedAt: timestamp.optional(),
-  cancelledAt: timestamp.optional(),
-  failure: z.looseObject({ reason: z.string().optional(), pgCode: z.string().optional() }).optional(),
-  cancellations: z.array(cancellationSchema).optional(),
-  receiptUrl: z.string().optional(),
+  return z.looseObject({
+    status: z.string(),
+    id: z.string().min(1),
+    storeId: z.string(),
+    orderName: z.string(),
+    currency: z.string(),
+    statusChangedAt: timestamp,
+    amount: z.looseObject({
+      total: money,
+      taxFree: money.default(0),
+      paid: money.default(0),
+      cancelled: money.default(0),
+      cancelledTaxFree: money.default(0),
+    }),
+    channel: z.looseObject({
+      type: z.string(),
+      key: z.string().optional(),
+      pgProvider: z.string().optional(),
+    })
+      .optional(),
+    method: z.looseObject({ type: z.string() }).optional(),
+    pgTxId: z.string().optional(),
+    paidAt: timestamp.optional(),
+    failedAt: timestamp.optional(),
+    cancelledAt: timestamp.optional(),
+    failure: z.looseObject({ reason: z.string().optional(), pgCode: z.string().optional() }).optional(),
+    cancellations: z.array(cancellationSchema).optional(),
+    receiptUrl: z.string().optional(),
+  });
 });
 
 export type CancellationStatus = "REQUESTED" | "SUCCEEDED" | "FAILED";

@@ -89,3 +89,19 @@ Deno.test("arrays cross the wire unchanged, as parameters and as results (genera
     });
   }
 });
+
+Deno.test("sql.array() sends an array of its values' type on a new connection too", async () => {
+  for (const prepare of [true, false]) {
+    const sql = createSql(appDatabaseUrl(), { prepare });
+    try {
+      const [row] = await sql<{ texts: string[]; numbers: number[]; type: string }[]>`
+        select ${sql.array(["a,b", '"', "NULL"])} as texts, ${sql.array([1, 2, 3], 23)} as numbers,
+               pg_typeof(${sql.array(["x"])})::text as type`;
+      assert.deepEqual(row!.texts, ["a,b", '"', "NULL"], `prepare: ${prepare}`);
+      assert.deepEqual(row!.numbers, [1, 2, 3], `prepare: ${prepare}`);
+      assert.equal(row!.type, "text[]", `prepare: ${prepare}`);
+    } finally {
+      await sql.end();
+    }
+  }
+});

@@ -31,27 +31,27 @@ const fromDate: Serialize = (value) =>
   (value instanceof Date ? value : new Date(value as string)).toISOString();
 
 /**
- * Each built-in element type's array OID, with the codecs postgres.js uses for the scalar (so an element
- * reads as the same column would): [array OID, parse, serialize].
+ * Each built-in element type's OID and its array's, with the codecs postgres.js uses for the scalar (so an
+ * element reads as the same column would): [element OID, array OID, parse, serialize].
  */
-const builtInArrays: Record<string, readonly [number, Parse, Serialize]> = {
-  bool: [1000, (text) => text === "t", (value) => (value === true ? "t" : "f")],
-  int2: [1005, asNumber, fromValue],
-  int4: [1007, asNumber, fromValue],
-  int8: [1016, parseInt8, fromValue],
-  float4: [1021, asNumber, fromValue],
-  float8: [1022, asNumber, fromValue],
-  numeric: [1231, asText, fromValue],
-  text: [1009, asText, fromValue],
-  varchar: [1015, asText, fromValue],
-  bpchar: [1014, asText, fromValue],
-  name: [1003, asText, fromValue],
-  uuid: [2951, asText, fromValue],
-  json: [199, asJson, (value) => JSON.stringify(value)],
-  jsonb: [3807, asJson, (value) => JSON.stringify(value)],
-  date: [1182, asDate, fromDate],
-  timestamp: [1115, asDate, fromDate],
-  timestamptz: [1185, asDate, fromDate],
+const builtInArrays: Record<string, readonly [number, number, Parse, Serialize]> = {
+  bool: [16, 1000, (text) => text === "t", (value) => (value === true ? "t" : "f")],
+  int2: [21, 1005, asNumber, fromValue],
+  int4: [23, 1007, asNumber, fromValue],
+  int8: [20, 1016, parseInt8, fromValue],
+  float4: [700, 1021, asNumber, fromValue],
+  float8: [701, 1022, asNumber, fromValue],
+  numeric: [1700, 1231, asText, fromValue],
+  text: [25, 1009, asText, fromValue],
+  varchar: [1043, 1015, asText, fromValue],
+  bpchar: [1042, 1014, asText, fromValue],
+  name: [19, 1003, asText, fromValue],
+  uuid: [2950, 2951, asText, fromValue],
+  json: [114, 199, asJson, (value) => JSON.stringify(value)],
+  jsonb: [3802, 3807, asJson, (value) => JSON.stringify(value)],
+  date: [1082, 1182, asDate, fromDate],
+  timestamp: [1114, 1115, asDate, fromDate],
+  timestamptz: [1184, 1185, asDate, fromDate],
 };
 
 const quoteElement = (text: string) => `"${text.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
@@ -121,7 +121,7 @@ interface WireType {
 export const wireTypes: Record<string, WireType> = {
   int8: { to: 20, from: [20], parse: parseInt8, serialize: fromValue },
   ...Object.fromEntries(
-    Object.entries(builtInArrays).map(([name, [array, parse, serialize]]) => [
+    Object.entries(builtInArrays).map(([name, [, array, parse, serialize]]) => [
       `${name}_array`,
       {
         to: array,
@@ -132,3 +132,11 @@ export const wireTypes: Record<string, WireType> = {
     ]),
   ),
 };
+
+/**
+ * Element OID → array OID, what postgres.js's fetch would have put in `options.shared.typeArrayMap`: with it
+ * `sql.array(values)` sends an array of the values' type on a new connection too.
+ */
+export const arrayTypeOf: Record<number, number> = Object.fromEntries(
+  Object.values(builtInArrays).map(([element, array]) => [element, array]),
+);

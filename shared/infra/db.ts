@@ -5,7 +5,7 @@
  */
 import { postgres, type Sql } from "./deps.ts";
 import { createReplaceableSql } from "./db-client.ts";
-import { wireTypes } from "./db-types.ts";
+import { arrayTypeOf, wireTypes } from "./db-types.ts";
 
 export { isConnectionLostError, isTransientDatabaseError } from "./db-errors.ts";
 
@@ -17,8 +17,8 @@ export type { Sql, TransactionSql } from "./deps.ts";
  * 503, and the next request runs on a new connection.
  */
 export function createSql(url: string, options: { poolMax?: number; prepare?: boolean } = {}): Sql {
-  return createReplaceableSql(() =>
-    postgres(url, {
+  return createReplaceableSql(() => {
+    const pool = postgres(url, {
       prepare: options.prepare ?? false,
       max: options.poolMax ?? 1,
       // A hosted worker lives 150–400 s; closing its connection sooner made the first request after a quiet
@@ -31,6 +31,11 @@ export function createSql(url: string, options: { poolMax?: number; prepare?: bo
       types: wireTypes,
       fetch_types: false,
       connection: { application_name: "portone-payments" },
-    }) as unknown as Sql
-  );
+    });
+    Object.assign(
+      (pool.options as unknown as { shared: { typeArrayMap: object } }).shared.typeArrayMap,
+      arrayTypeOf,
+    );
+    return pool as unknown as Sql;
+  });
 }

@@ -85,10 +85,7 @@ function maskName(name: string): string {
   return chars.length <= 1 ? "*" : `${chars[0]}${"*".repeat(chars.length - 1)}`;
 }
 
-/**
- * A plain array, typed by the server as the parameter's text[] (sql.array would look its array type up when
- * the query is built, before a new connection has fetched the array types, and send it as text).
- */
+/** A plain array, sent as the text[] the server types the parameter as (shared/infra/db-types.ts). */
 const phoneRequiringPgs = [...pgProvidersRequiringRefundPhone];
 
 /**

@@ -1,13 +1,17 @@
 /**
  * Cold start of every function: a fresh process imports the function's module, answers one request that
- * needs no database (bad input after a verified token, a bad signature, a missing secret), and exits.
- * Wall time from spawn to exit and the process's peak RSS, against a hello-world module in the same rounds.
+ * is refused (a valid token of a user the database does not have: the token check and the account lookup,
+ * a connection included; a bad signature; a missing secret), and exits. Wall time from spawn to exit and
+ * the process's peak RSS, against a hello-world module in the same rounds; and the wall time of the same
+ * request answered over HTTP by `Deno.serve` (as deployed), against hello-world served the same way.
  */
 import { signAccessToken } from "../support/auth.ts";
 import { childEnv, median, repoRoot } from "./support.ts";
 
 export interface ColdStart {
   readonly wallMs: number;
+  /** The same, the request answered over HTTP by Deno.serve (see cold-start.ts). */
+  readonly servedWallMs: number;
   readonly importMs: number;
   readonly peakRssMiB: number;
   readonly status: number;
@@ -51,10 +55,18 @@ async function once(
   modulePath: string,
   request: RequestSpec,
   env: Record<string, string>,
-): Promise<ColdStart> {
+  served: boolean,
+): Promise<Omit<ColdStart, "servedWallMs">> {
   const started = performance.now();
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "tests/bench/cold-start.ts", modulePath, JSON.stringify(request)],
+    args: [
+      "run",
+      "--allow-all",
+      "tests/bench/cold-start.ts",
+      modulePath,
+      JSON.stringify(request),
+      ...(served ? ["served"] : []),
+    ],
     cwd: root,
     env: childEnv(env),
     clearEnv: true,
@@ -91,19 +103,24 @@ export async function measureColdStarts(
     runs.push({ key: name, root: repoRoot, name });
     if (baselineRoot && name !== "hello") runs.push({ key: `baseline:${name}`, root: baselineRoot, name });
   }
-  const samples = new Map<string, ColdStart[]>(runs.map((run) => [run.key, []]));
+  const samples = new Map<string, Omit<ColdStart, "servedWallMs">[]>(runs.map((run) => [run.key, []]));
+  const served = new Map<string, number[]>(runs.map((run) => [run.key, []]));
   for (let round = 0; round < rounds; round++) {
     for (const run of runs) {
       const modulePath = run.name === "hello"
         ? "tests/bench/hello.ts"
         : `supabase/functions/${run.name}/index.ts`;
-      samples.get(run.key)!.push(await once(run.root, modulePath, await requestFor(run.name), env));
+      samples.get(run.key)!.push(await once(run.root, modulePath, await requestFor(run.name), env, false));
+      served.get(run.key)!.push(
+        (await once(run.root, modulePath, await requestFor(run.name), env, true)).wallMs,
+      );
     }
   }
   const result: Record<string, ColdStart> = {};
   for (const [name, list] of samples) {
     result[name] = {
       wallMs: median(list.map((s) => s.wallMs)),
+      servedWallMs: median(served.get(name)!),
       importMs: median(list.map((s) => s.importMs)),
       peakRssMiB: median(list.map((s) => s.peakRssMiB)),
       status: list[0]!.status,

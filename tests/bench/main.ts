@@ -407,7 +407,10 @@ function report(r: {
       ` (${f2(rssRatio)}×; hello served ${f0(r.helloC16?.perSecond ?? NaN)}/s).`,
   );
   say();
-  say("Cold start (fresh process: import, one request, exit; median of 5) and peak memory:");
+  say("Cold start (fresh process: import, one request, exit; median of 5) and peak memory; served: the same");
+  say(
+    "request over HTTP through Deno.serve, as a deployed function answers it (not a target, for comparison):",
+  );
   const hello = r.cold.hello!;
   table(
     [
@@ -418,6 +421,8 @@ function report(r: {
       "peak RSS MiB",
       "× hello",
       "status",
+      "served wall ms",
+      "× hello",
       ...(r.baseline ? ["baseline wall ms", "× hello", "baseline RSS MiB", "× hello"] : []),
     ],
     Object.entries(r.cold).filter(([name]) => !name.startsWith("baseline:")).map(([name, c]) => {
@@ -436,6 +441,8 @@ function report(r: {
         f0(c.peakRssMiB),
         f2(rss),
         String(c.status),
+        f0(c.servedWallMs),
+        f2(c.servedWallMs / hello.servedWallMs),
         ...(r.baseline
           ? base
             ? [

@@ -147,7 +147,8 @@ async function main(): Promise<void> {
     // 2.–3. load
     const directRttMs = await roundTripMs(appUrl);
     const delayedRttMs = await roundTripMs(delayed.url);
-    const pool: string[] = await createPaidPayments(testApp, 5000);
+    // enough for every cell at ≈600 deliveries/s (twice as many when a baseline shares them)
+    const pool: string[] = await createPaidPayments(testApp, baseline ? 16_000 : 8_000);
     const anyPayment = [...pool];
     const signer = new StandardWebhook(testApp.sandbox.webhookSecret);
     let anyIndex = 0;

@@ -1,7 +1,7 @@
 /**
  * The Postgres client. Functions talk to Postgres directly (not through PostgREST) so that every money
- * state change is one real transaction with row locks. One client per isolate with a small pool;
- * `prepare: false` because Supabase's transaction pooler cannot keep prepared statements.
+ * state change is one real transaction with row locks. One client per isolate with a small pool; prepared
+ * statements where the connection keeps them (DB_PREPARE in config.ts: Supabase's transaction pooler does not).
  */
 import { postgres, type Sql } from "./deps.ts";
 import { createReplaceableSql } from "./db-client.ts";

@@ -1,7 +1,7 @@
 /**
  * A new connection asks the server nothing before its first query: postgres.js's catalogue fetch of every
  * array type (one more round trip on each new connection, and ≈3 MiB of a cold isolate's memory, issue #14)
- * is replaced by a fixed table of the built-in array types (shared/infra/db-arrays.ts). These tests hold
+ * is replaced by a fixed table of the built-in array types (shared/infra/db-types.ts). These tests hold
  * that table to the server: generated arrays go in as parameters and come back as results unchanged, and
  * agree with what PostgreSQL itself makes of them (`to_jsonb`).
  */

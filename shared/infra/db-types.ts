@@ -72,7 +72,7 @@ function toArrayLiteral(value: unknown, serialize: Serialize): string {
  * An array literal as PostgreSQL writes it (`{a,"b c",NULL,{…}}`, optionally after `[1:2]=` bounds) into
  * nested JS arrays; unquoted NULL is null, a quoted "NULL" the string.
  */
-export function parseArrayLiteral(text: string, parse: Parse): unknown[] {
+function parseArrayLiteral(text: string, parse: Parse): unknown[] {
   let at = text.startsWith("[") ? text.indexOf("=") + 1 : 0;
 
   const level = (): unknown[] => {

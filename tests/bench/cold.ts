@@ -24,9 +24,20 @@ interface RequestSpec {
   body?: string;
 }
 
+/**
+ * What the packages every function needs cost on their own, measured like the functions (not targets): the
+ * floor under any function that loads them at boot, or whose first request reaches the database.
+ */
+export const packageFloors: Record<string, string> = {
+  "floor: postgres.js": "tests/bench/floors/postgres.ts",
+  "floor: zod": "tests/bench/floors/zod.ts",
+  "floor: postgres.js + zod": "tests/bench/floors/postgres-zod.ts",
+  "floor: postgres.js + a query": "tests/bench/floors/postgres-query.ts",
+};
+
 async function requestFor(name: string): Promise<RequestSpec> {
   const path = `/functions/v1/${name}`;
-  if (name === "hello") return { method: "GET", path, headers: {} };
+  if (name === "hello" || name in packageFloors) return { method: "GET", path, headers: {} };
   if (name === "webhook") {
     return {
       method: "POST",
@@ -98,10 +109,13 @@ export async function measureColdStarts(
     if (entry.isDirectory && !entry.name.startsWith("_")) names.push(entry.name);
   }
   names.sort((a, b) => (a === "hello" ? -1 : b === "hello" ? 1 : a.localeCompare(b)));
+  names.splice(1, 0, ...Object.keys(packageFloors));
   const runs: { key: string; root: string; name: string }[] = [];
   for (const name of names) {
     runs.push({ key: name, root: repoRoot, name });
-    if (baselineRoot && name !== "hello") runs.push({ key: `baseline:${name}`, root: baselineRoot, name });
+    if (baselineRoot && name !== "hello" && !(name in packageFloors)) {
+      runs.push({ key: `baseline:${name}`, root: baselineRoot, name });
+    }
   }
   const samples = new Map<string, Omit<ColdStart, "servedWallMs">[]>(runs.map((run) => [run.key, []]));
   const served = new Map<string, number[]>(runs.map((run) => [run.key, []]));
@@ -109,7 +123,7 @@ export async function measureColdStarts(
     for (const run of runs) {
       const modulePath = run.name === "hello"
         ? "tests/bench/hello.ts"
-        : `supabase/functions/${run.name}/index.ts`;
+        : packageFloors[run.name] ?? `supabase/functions/${run.name}/index.ts`;
       samples.get(run.key)!.push(await once(run.root, modulePath, await requestFor(run.name), env, false));
       served.get(run.key)!.push(
         (await once(run.root, modulePath, await requestFor(run.name), env, true)).wallMs,
